@@ -6,9 +6,10 @@
 from __future__ import annotations
 import json, os, sys
 from pathlib import Path
+from fastcore.meta import delegates
 from tqdm import tqdm
 from .data import (CAMERAS, UserError, Sample, Samples, check_cameras, check_mode, check_max_samples,
-                           check_nusc_root, nusc_index, scene_split, select_samples)
+                           check_nusc_root, data_args, given, need, nusc_index, scene_split, select_samples, source_flags)
 
 # %% auto #0
 __all__ = ['CAPTION_SOURCES', 'STRATEGIES', 'check_source', 'check_strategy', 'read_nuinteract', 'caption_text', 'caption_parts',
@@ -39,9 +40,7 @@ def read_nuinteract(nuinteract_dir, # NuInteract's `all_caption_public/` folder 
                     max_warnings:int=20, # name at most this many bad files, then count the rest
                    ) -> tuple:
     "Read every `<token>.json` row list in `nuinteract_dir`: returns (dict token -> rows, list of bad files)."
-    if nuinteract_dir is None or str(nuinteract_dir) == '':
-        raise UserError("--nuinteract-dir: not given; point it at NuInteract's all_caption_public/ folder")
-    d = Path(nuinteract_dir).expanduser()
+    d = Path(need(nuinteract_dir, '--nuinteract-dir', "point it at NuInteract's all_caption_public/ folder")).expanduser()
     if not d.is_dir(): raise UserError(f"--nuinteract-dir: {d} is not a folder; point it at NuInteract's all_caption_public/")
     if (d/'all_caption_public').is_dir():
         raise UserError(f"--nuinteract-dir: {d} is the folder above the captions; point at {d/'all_caption_public'}")
@@ -110,25 +109,18 @@ def caption_parts(row:dict, # one NuInteract row
     return dict(combined=_overall(c), front=c.get('FRONT'), back=c.get('BACK'))
 
 # %% ../nbs/01_nuinteract.ipynb #81ef012a
-def nuinteract_samples(nusc_root, # the nuScenes folder (`--nusc-root`)
-                       version:str='v1.0-mini', # metadata folder (`--version`)
-                       nuinteract_dir=None, # NuInteract's `all_caption_public/` (`--nuinteract-dir`)
-                       cameras=None, # cameras to use, in order (default all six)
-                       strategy:str='overall', # `--nuinteract-caption-strategy`: 'overall' or 'per_view_concat'
-                       source:str='gpt', # `--nuinteract-caption-source`: 'gpt', 'gemini' or 'auto'
-                       require_files:bool=False, # drop samples missing an image instead of stopping
-                       max_samples:int=None, # keep at most this many, after filtering
-                       split:str='all', # official scene split: 'train', 'val' or 'all'
-                       mode:str='lm', # 'lm' needs captions, 'distill' does not
-                       cache_dir=None, # index cache folder (default `clip_vlm.data.default_cache_dir()`)
-                      ) -> Samples:
+@delegates(data_args, but=['dataset', 'captions', 'overlap_export_dir'])
+def nuinteract_samples(mode:str='lm', # 'lm' needs captions, 'distill' does not
+                       **kwargs) -> Samples:
     "The samples of a nuScenes version with NuInteract captions, filtered and summarised."
-    cameras, mode, max_samples = check_cameras(cameras), check_mode(mode), check_max_samples(max_samples)
-    strategy, source = check_strategy(strategy), check_source(source)
-    scenes = scene_split(version, split)
-    root = check_nusc_root(nusc_root, version)
+    a = source_flags(nuinteract_samples, kwargs)
+    cameras, mode, max_samples = check_cameras(a.cameras), check_mode(mode), check_max_samples(a.max_samples)
+    strategy, source = check_strategy(a.nuinteract_caption_strategy), check_source(a.nuinteract_caption_source)
+    version, nuinteract_dir = a.version, a.nuinteract_dir
+    scenes = scene_split(version, a.split)
+    root = check_nusc_root(a.nusc_root, version)
     rows, bad = read_nuinteract(nuinteract_dir)
-    index = nusc_index(root, version, cache_dir)
+    index = nusc_index(root, version, a.cache_dir)
     tokens = {r['token'] for r in index}
     in_split = [r for r in index if scenes is None or r['scene_name'] in scenes]
     bad_toks = {Path(b).stem for b in bad}
@@ -140,12 +132,12 @@ def nuinteract_samples(nusc_root, # the nuScenes folder (`--nusc-root`)
         n = sum(first(r['token'], other)[0] is not None for r in in_split)
         if n: raise UserError(f"--nuinteract-caption-source {source}: no sample has a usable {source}_caption in "
                               f"{nuinteract_dir}, but {n} have a {other}_caption; pass --nuinteract-caption-source {other} or auto")
-    summary = dict(source='nuinteract', version=version, split=split, strategy=strategy, caption_source=source,
+    summary = dict(source='nuinteract', version=version, split=a.split, strategy=strategy, caption_source=source,
                    nusc_root=str(root), nuinteract_dir=str(nuinteract_dir), in_version=len(index), in_split=len(in_split),
                    nuinteract_files=len(rows) + len(bad),
                    no_nuinteract_file=sum(r['token'] not in rows and r['token'] not in bad_toks for r in in_split),
                    dropped={'not_in_version': sum(t not in tokens for t in rows), 'bad_file': len(bad)})
     cands = (Sample(r['token'], r['scene'], {c: r['images'].get(c) for c in cameras}, caps[r['token']][0])
              for r in in_split if not (mode == 'lm' and r['token'] in bad_toks))
-    return select_samples(cands, cameras, require_files, max_samples, mode, summary,
+    return select_samples(cands, cameras, a.require_files, max_samples, mode, summary,
                           caption_source={t: u for t, (_, u) in caps.items() if u})
