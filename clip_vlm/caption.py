@@ -8,21 +8,22 @@ import json, math, re, sys, textwrap, time, warnings
 from datetime import datetime, timezone
 from pathlib import Path
 import torch
+from fastcore.meta import delegates
 from fastcore.script import Param
 from tqdm.auto import tqdm
-from .data import CAMERAS, SPLITS, UserError, Sample, Samples, check_cameras, check_max_samples, format_summary, run_cli, show_sample, write_atomic
-from .export import DATASETS, build_samples
-from .model import IM_END, QUANTS, CLIPQwenVLM, TooLongError, package_versions, read_checkpoint_config
+from .data import CAMERAS, UserError, Sample, Samples, build_samples, check_cameras, data_args, format_summary
+from .data import given, need, run_as_module, run_cli, show_sample, write_atomic
+from .model import IM_END, QUANTS, CLIPQwenVLM, TooLongError, caption_ce, package_versions, read_checkpoint_config, resolve_device
 
 # %% auto #0
 __all__ = ['load_checkpoint', 'generation_kwargs', 'caption_samples', 'caption_images', 'caption_scores', 'caption_losses',
-           'evaluate', 'show_caption', 'clip_vlm_caption', 'colab_cells', 'colab_env']
+           'evaluate', 'show_caption', 'clip_vlm_caption']
 
 # %% ../nbs/06_caption.ipynb #660f1cbc
 def load_checkpoint(path, # checkpoint folder written by `clip_vlm_train --save` / `save_pretrained`
                     clip_model=None, # load CLIP from here instead of the recorded id (e.g. a local copy)
                     qwen_model=None, # load Qwen-VL from here instead of the recorded id
-                    device=None, # default: the current GPU, else the CPU
+                    device=None, # None: the current GPU, else the CPU (`resolve_device`)
                     quant:str=None, # override the recorded quantisation ('none', 'bnb-8bit', 'bnb-4bit')
                     dtype=None, # dtype of the frozen models (default bf16/fp16 on a GPU, fp32 on the CPU)
                    ) -> CLIPQwenVLM:
@@ -30,6 +31,7 @@ def load_checkpoint(path, # checkpoint folder written by `clip_vlm_train --save`
     path = Path(path).expanduser()
     if quant is not None and quant not in QUANTS: raise UserError(f"--qwen-quant {quant}: choose one of {', '.join(QUANTS)}")
     read_checkpoint_config(path)  # one-line errors before any model is loaded
+    device = resolve_device(device)
     vlm = CLIPQwenVLM.from_pretrained(path, clip_model, qwen_model, quant=quant, dtype=dtype, device=device, is_trainable=False)
     for p in vlm.parameters(): p.requires_grad_(False)
     vlm.checkpoint_dir = path.absolute()
@@ -91,9 +93,6 @@ def _features(vlm, batch):
         feats.append(vlm.clip_features(vlm.load_views(list(v.values())))); cams.append(list(v))
     return feats, cams
 
-def _rng_devices(vlm):
-    return [vlm.device.index if vlm.device.index is not None else torch.cuda.current_device()] if vlm.device.type == 'cuda' else []
-
 @torch.no_grad()
 def caption_samples(vlm, # a `CLIPQwenVLM` (e.g. from `load_checkpoint`)
                     samples, # `Sample`s (their captions are ignored here)
@@ -113,10 +112,10 @@ def caption_samples(vlm, # a `CLIPQwenVLM` (e.g. from `load_checkpoint`)
     _check_counts(max_new_tokens, batch_size)
     kw = generation_kwargs(vlm, greedy, temperature, top_p, top_k, repetition_penalty)
     samples, out = list(samples), {}
-    was = vlm.training
+    was, dev = vlm.training, resolve_device(vlm.device)
     vlm.eval()
     try:
-        with _prompt(vlm, prompt), torch.random.fork_rng(devices=_rng_devices(vlm)):
+        with _prompt(vlm, prompt), torch.random.fork_rng(devices=[dev.index] if dev.type == 'cuda' else []):
             torch.manual_seed(seed)
             for batch in tqdm(list(_batches(samples, batch_size)), desc='captioning', unit='batch', disable=not progress):
                 if max_length is not None:
@@ -181,12 +180,8 @@ def caption_losses(vlm, # a `CLIPQwenVLM`
                 except TooLongError: too_long.append(s.token)
             if not keep: continue
             feats, cams = _features(vlm, keep)
-            lb = vlm.collate(items)
-            logits = vlm(feats, cams, lm_batch={k: v for k, v in lb.items() if k != 'labels'}).logits.float()
-            labels = lb['labels'][:, 1:].to(logits.device)
-            ce = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), labels, ignore_index=-100, reduction='none')
-            n = (labels != -100).sum(1)
-            for s, l in zip(keep, (ce.sum(1)/n).tolist()): losses[s.token] = l
+            per, _ = caption_ce(vlm, feats, cams, vlm.collate(items))
+            for s, l in zip(keep, per.tolist()): losses[s.token] = l
     finally: vlm.train(was)
     return losses, too_long
 
@@ -266,22 +261,10 @@ def _line(token, caption):
     "One output line: `token<TAB>caption`, with tabs and every kind of line break in the caption turned into spaces."
     return token + '\t' + re.sub('[\t\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]+', ' ', caption)
 
+@delegates(data_args)
 def _caption_main(checkpoint:str=None, # checkpoint folder written by clip_vlm_train --save
                   images:Param('caption these files instead of a dataset: CAM=PATH ...', nargs='+')=None,
                   token:str='images', # name printed for the --images sample
-                  dataset:Param('dataset source', choices=DATASETS)='nuscenes',
-                  nusc_root:str=None, # the nuScenes folder (samples/, sweeps/, maps/, v1.0-*)
-                  version:str='v1.0-mini', # nuScenes metadata folder: v1.0-mini, v1.0-trainval, ...
-                  cameras:Param('cameras in order (default: all six, or the export\'s)', nargs='+')=None,
-                  captions:str=None, # captions JSON (sample_token -> text) for --dataset nuscenes
-                  nuinteract_dir:str=None, # NuInteract's all_caption_public/ folder
-                  nuinteract_caption_strategy:Param('NuInteract caption strategy', choices=('overall', 'per_view_concat'))='overall',
-                  nuinteract_caption_source:Param('NuInteract caption field', choices=('gpt', 'gemini', 'auto'))='gpt',
-                  overlap_export_dir:str=None, # folder written by clip_vlm_export
-                  require_files:bool=False, # drop samples missing a requested image instead of stopping
-                  max_samples:int=None, # caption at most this many samples
-                  split:Param('official scene split', choices=SPLITS)='all',
-                  cache_dir:str=None, # nuScenes index cache folder (default $CLIP_VLM_CACHE or ~/.cache/clip_vlm)
                   clip_model:str=None, # load CLIP from here instead of the id in the checkpoint (a local copy)
                   qwen_model:str=None, # load Qwen-VL from here instead of the id in the checkpoint (a local copy)
                   qwen_quant:Param('override the recorded quantisation', choices=QUANTS)=None,
@@ -298,38 +281,38 @@ def _caption_main(checkpoint:str=None, # checkpoint folder written by clip_vlm_t
                   output:str=None, # also write the captions as JSON (token -> caption) to this file
                   eval:bool=False, # evaluate (caption loss, BLEU-4, ROUGE-L) and write <checkpoint>/eval.json
                   quiet:bool=False, # no progress bars or dataset summary on stderr
+                  **kwargs, # the dataset flags (`data_args`), passed on to `build_samples`
                  ):
     "Caption samples (or --images) with a trained checkpoint; print token<TAB>caption lines, optionally write JSON or evaluate."
-    if not checkpoint: raise UserError("--checkpoint: not given; point it at a folder written by clip_vlm_train --save")
+    need(checkpoint, '--checkpoint', 'point it at a folder written by clip_vlm_train --save')
     read_checkpoint_config(Path(checkpoint).expanduser())
     _check_counts(max_new_tokens, batch_size)
     _check_sampling(temperature, top_p, top_k, repetition_penalty)
     if output is not None and Path(output).expanduser().is_dir(): raise UserError(f"--output {output}: is a folder; name a file")
     if eval and sample: raise UserError("--eval scores greedy captions; drop --sample")
+    a = data_args(**kwargs)
     if images:
-        other = [f for f, v in (('--nusc-root', nusc_root), ('--captions', captions), ('--nuinteract-dir', nuinteract_dir),
-                                ('--overlap-export-dir', overlap_export_dir), ('--cameras', cameras)) if v]
+        other = [f"--{k.replace('_', '-')}" for k in ('nusc_root', 'captions', 'nuinteract_dir', 'overlap_export_dir', 'cameras') if given(a[k])]
         if other: raise UserError(f"--images does not go with the dataset flags ({', '.join(other)}); use one or the other")
         if eval: raise UserError("--eval needs reference captions: use the dataset flags, not --images")
         samples = [Sample(token, 'images', _parse_images(images))]
     else:
-        if eval and dataset == 'nuscenes' and not captions:
+        if eval and a.dataset == 'nuscenes' and not given(a.captions):
             raise UserError("--eval needs reference captions: pass --captions FILE (sample_token -> text)")
-        if not (nusc_root or overlap_export_dir):
+        if not (given(a.nusc_root) or given(a.overlap_export_dir)):
             raise UserError("nothing to caption: give the dataset flags (--dataset, --nusc-root or --overlap-export-dir, ...) or --images CAM=PATH ...")
-        samples = build_samples(dataset, nusc_root, version, cameras, captions, nuinteract_dir, nuinteract_caption_strategy,
-                                nuinteract_caption_source, overlap_export_dir, require_files, check_max_samples(max_samples),
-                                split, 'lm' if eval else 'distill', cache_dir)
+        samples = build_samples(mode='lm' if eval else 'distill', **kwargs)
         if not quiet: print('\n'.join(format_summary(samples.summary).splitlines()[:-1]), file=sys.stderr)
         if not samples: raise UserError("no samples to caption after filtering; see the summary above")
-    vlm = load_checkpoint(checkpoint, clip_model, qwen_model, device, qwen_quant)
+    vlm = load_checkpoint(checkpoint, clip_model=clip_model, qwen_model=qwen_model, device=device, quant=qwen_quant)
     res = None
     if eval:
-        res = evaluate(vlm, samples, batch_size, max_new_tokens, progress=not quiet)
+        res = evaluate(vlm, samples, batch_size=batch_size, max_new_tokens=max_new_tokens, progress=not quiet)
         caps = {r['token']: r['caption'] for r in res['per_sample']}
     else:
-        caps = caption_samples(vlm, samples, not sample, temperature, top_p, top_k, seed, max_new_tokens, batch_size,
-                               repetition_penalty, prompt, progress=not quiet)
+        caps = caption_samples(vlm, samples, greedy=not sample, temperature=temperature, top_p=top_p, top_k=top_k, seed=seed,
+                               max_new_tokens=max_new_tokens, batch_size=batch_size, repetition_penalty=repetition_penalty,
+                               prompt=prompt, progress=not quiet)
     for t, c in caps.items(): print(_line(t, c))
     if output is not None: write_atomic(Path(output).expanduser(), json.dumps(caps, indent=1, ensure_ascii=False))
     if res is not None:
@@ -342,22 +325,4 @@ def clip_vlm_caption(argv:list=None, # arguments (default `sys.argv[1:]`)
     run_cli(_caption_main, argv, prog='clip_vlm_caption')
 
 # %% ../nbs/06_caption.ipynb #5422cb5d
-if __name__ == '__main__' and getattr(globals().get('__spec__'), 'name', None) == 'clip_vlm.caption': clip_vlm_caption()
-
-# %% ../nbs/06_caption.ipynb #b780ba3a
-def colab_cells(path, # a markdown file (COLAB_TRAINING.md)
-                marker:str='# colab-test', # first line (after a `%%bash` line) of the cells to pick
-               ) -> list:
-    "The fenced code cells of `path` that start with `marker`: a list of `(language, code)`, code without magics and marker."
-    text = Path(path).read_text()
-    cells = []
-    for lang, body in re.findall(r'^```(\w+)\n(.*?)^```', text, flags=re.S|re.M):
-        lines = body.splitlines()
-        if lines and lines[0].strip() == '%%bash': lang, lines = 'bash', lines[1:]
-        if lines and lines[0].strip() == marker: cells.append((lang, '\n'.join(lines[1:]) + '\n'))
-    return cells
-
-def colab_env(path, # a markdown file (COLAB_TRAINING.md)
-             ) -> dict:
-    "The `%env NAME=VALUE` settings of `path`, in order."
-    return dict(re.findall(r'^%env ([A-Z_][A-Z0-9_]*)=(.*)$', Path(path).read_text(), flags=re.M))
+run_as_module('clip_vlm.caption', clip_vlm_caption)

@@ -15,10 +15,10 @@ from .data import CAMERAS, UserError, check_cameras, replace_dir
 # %% auto #0
 __all__ = ['IMAGE_SIZE', 'CLIP_MODEL', 'QWEN_MODEL', 'QWEN_TYPES', 'DEFAULT_PROMPT', 'REAL_CONFIGS', 'QUANTS', 'LORA_TARGETS',
            'IMAGE_PAD', 'VISION_START', 'VISION_END', 'IM_END', 'FORMAT_VERSION', 'token_grid', 'check_geometry',
-           'real_config', 'load_view', 'load_views', 'clip_pixels', 'qwen_pixels', 'default_device', 'default_dtype',
+           'real_config', 'load_view', 'load_views', 'clip_pixels', 'qwen_pixels', 'resolve_device', 'default_dtype',
            'freeze', 'load_clip', 'unpack_4bit', 'bnb_config', 'add_lora', 'load_qwen', 'clip_tokens', 'teacher_tokens',
            'merge_2x2', 'pad_views', 'Connector', 'TooLongError', 'build_lm_inputs', 'collate_lm', 'mrope_positions',
-           'lm_forward', 'lm_generate', 'package_versions', 'CLIPQwenVLM', 'read_checkpoint_config']
+           'lm_forward', 'lm_generate', 'package_versions', 'CLIPQwenVLM', 'caption_ce', 'read_checkpoint_config']
 
 # %% ../nbs/03_model.ipynb #cb7d6a16
 IMAGE_SIZE = (224, 392)
@@ -154,6 +154,20 @@ def qwen_pixels(views, # uint8 `(V, H, W, 3)` from `load_views`
     pv = x.reshape(V*gh*gw, C*t*p*p)
     return pv, torch.tensor([[1, gh, gw]]*V, dtype=torch.long)
 
+# %% ../nbs/03_model.ipynb #f94e6a5f
+def resolve_device(device=None, # None (the current GPU, else the CPU), a name ('cpu', 'cuda', 'cuda:1'), a GPU index or a `torch.device`
+                  ) -> torch.device:
+    "The `torch.device` meant by `device`; None is the current GPU when there is one, else the CPU."
+    if device is None:
+        return torch.device('cuda', torch.cuda.current_device()) if torch.cuda.is_available() else torch.device('cpu')
+    if isinstance(device, torch.device): return device
+    try: device = torch.device('cuda', device) if isinstance(device, int) else torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise UserError(f"--device {device}: not a device; use cpu, cuda or cuda:N") from None
+    if device.type == 'cuda' and device.index is None and torch.cuda.is_available():
+        return torch.device('cuda', torch.cuda.current_device())
+    return device
+
 # %% ../nbs/03_model.ipynb #70a9a1f3
 QUANTS = ('none', 'bnb-8bit', 'bnb-4bit')
 LORA_TARGETS = r'.*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)'
@@ -169,13 +183,9 @@ def _load(fn, model_id, flag, **kw):
         raise UserError(f"{flag} {model_id}: cannot load it ({_first_line(e)}); check the name, or download the model "
                         f"(e.g. `hf download {model_id} --local-dir DIR`) and pass the folder: {flag} DIR") from None
 
-def default_device() -> torch.device:
-    "The current CUDA device when there is one, else the CPU."
-    return torch.device('cuda', torch.cuda.current_device()) if torch.cuda.is_available() else torch.device('cpu')
-
 def default_dtype(device=None) -> torch.dtype:
     "bf16 on a GPU that has it, fp16 on older GPUs, fp32 on the CPU."
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device)
     if device.type == 'cuda':
         return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
     return torch.float32
@@ -196,14 +206,14 @@ def _image_processor(model_id, flag):
 # %% ../nbs/03_model.ipynb #3b0ac50d
 def load_clip(model_id=CLIP_MODEL, # hub id or local folder of a CLIP (full or vision-only) checkpoint
               dtype=None, # torch dtype or its name; default `default_dtype(device)`
-              device=None, # default `default_device()`
+              device=None, # None: the current GPU, else the CPU (`resolve_device`)
              ) -> tuple:
     "Frozen `CLIPVisionModel` (eval mode) and CLIP's image processor."
     from transformers import AutoConfig, CLIPVisionModel
     cfg = _load(AutoConfig.from_pretrained, model_id, '--clip-model')
     if cfg.model_type not in ('clip', 'clip_vision_model'):
         raise UserError(f"--clip-model {model_id}: model type {cfg.model_type!r} is not CLIP; use a CLIP checkpoint such as {CLIP_MODEL}")
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device)
     clip = _load(CLIPVisionModel.from_pretrained, model_id, '--clip-model', dtype=_dtype(dtype, device))
     return freeze(clip.to(device)), _image_processor(model_id, '--clip-model')
 
@@ -268,7 +278,7 @@ def load_qwen(model_id=QWEN_MODEL, # hub id or local folder of a Qwen2-VL / Qwen
               lora_alpha:float=32, # LoRA alpha
               lora_dropout:float=0.05, # LoRA dropout
               dtype=None, # torch dtype or its name; default `default_dtype(device)`
-              device=None, # default `default_device()`
+              device=None, # None: the current GPU, else the CPU (`resolve_device`)
              ) -> tuple:
     "Frozen Qwen-VL (eval mode; LoRA adapters trainable when `use_lora`), its tokenizer and its image processor."
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoTokenizer
@@ -280,7 +290,7 @@ def load_qwen(model_id=QWEN_MODEL, # hub id or local folder of a Qwen2-VL / Qwen
         what = 'a text-only model' if mt in causal else 'not a Qwen2-VL / Qwen2.5-VL model'
         raise UserError(f"--qwen-model {model_id}: model type {mt!r} is {what}; clip_vlm needs a Qwen-VL model "
                         f"(its vision tower is the distillation teacher and its M-RoPE places the image tokens), e.g. {QWEN_MODEL}")
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device)
     dtype = _dtype(dtype, device)
     kw = dict(dtype=dtype)
     if quant != 'none':
@@ -585,7 +595,7 @@ class CLIPQwenVLM(nn.Module):
               fusion_ff:int=None, # their feed-forward width (default 4·d_llm)
               fusion_dropout:float=0.0, # their dropout
               dtype=None, # dtype of the frozen models (default `default_dtype(device)`); the connector is fp32
-              device=None, # default `default_device()`
+              device=None, # None: the current GPU, else the CPU (`resolve_device`)
               seed:int=None, # seed for the connector's initial weights
              ) -> CLIPQwenVLM:
         "Load both frozen models, check their geometry, and add a freshly initialised connector."
@@ -594,7 +604,7 @@ class CLIPQwenVLM(nn.Module):
         qcfg = _load(AutoConfig.from_pretrained, qwen_model, '--qwen-model')
         if getattr(qcfg, 'model_type', None) in QWEN_TYPES and getattr(ccfg, 'model_type', None) in ('clip', 'clip_vision_model'):
             check_geometry(ccfg, qcfg, image_size)  # fail before reading gigabytes of weights
-        device = torch.device(device) if device is not None else default_device()
+        device = resolve_device(device)
         clip, cproc = load_clip(clip_model, dtype, device)
         qwen, tok, qproc = load_qwen(qwen_model, quant, use_lora, lora_r, lora_alpha, lora_dropout, dtype, device)
         geo = check_geometry(clip.config, _base(qwen).config, image_size)
@@ -609,7 +619,9 @@ class CLIPQwenVLM(nn.Module):
     @property
     def device(self): return self.connector.norm.weight.device
 
-    def train(self, mode:bool=True):
+    def train(self,
+              mode:bool=True, # True: train mode; False: eval mode
+             ):
         "Train mode for the connector (and the LoRA-wrapped Qwen); frozen towers stay in eval mode."
         super().train(mode)
         self.clip.eval()
@@ -621,24 +633,37 @@ class CLIPQwenVLM(nn.Module):
         return [n for n, p in self.named_parameters() if p.requires_grad]
 
     # --- the pieces, for training loops and caches ---
-    def load_views(self, paths) -> np.ndarray:
+    def load_views(self,
+                   paths, # image files of one sample, in camera order
+                  ) -> np.ndarray:
         "Views `uint8 (V, H, W, 3)` of one sample at this model's size."
         return load_views(paths, self.image_size)
 
-    def clip_features(self, views) -> torch.Tensor:
+    def clip_features(self,
+                      views, # uint8 `(V, H, W, 3)` from `load_views`
+                     ) -> torch.Tensor:
         "Frozen CLIP patch tokens `(V, N, d_clip)` of the views."
         return clip_tokens(self.clip, clip_pixels(views, self.clip_processor).to(self.device), self.clip_layer)[0]
 
-    def teacher(self, views) -> torch.Tensor:
+    def teacher(self,
+                views, # uint8 `(V, H, W, 3)` from `load_views`
+               ) -> torch.Tensor:
         "The Qwen-VL vision tower's own tokens `(V, T, d_llm)` for the views (the distillation target)."
         return teacher_tokens(self.qwen, *qwen_pixels(views, self.qwen_processor))
 
-    def lm_inputs(self, cameras, caption:str=None, max_length:int=None) -> dict:
+    def lm_inputs(self,
+                  cameras, # camera names of the views, in order
+                  caption:str=None, # target text (None: a generation prompt only)
+                  max_length:int=None, # longest allowed sequence (None: no limit)
+                 ) -> dict:
         "`build_lm_inputs` with this model's prompt and token grid (`TooLongError` beyond `max_length`)."
         return build_lm_inputs(self.tokenizer, cameras, self.prompt, caption, self.geometry['grid'], max_length,
                                self.geometry['merge'])
 
-    def collate(self, items, padding_side:str='right') -> dict:
+    def collate(self,
+                items:list, # dicts from `lm_inputs`
+                padding_side:str='right', # 'right' for training, 'left' for generation
+               ) -> dict:
         "`collate_lm` with this tokenizer's pad id."
         return collate_lm(items, self.tokenizer.pad_token_id, padding_side)
 
@@ -655,7 +680,12 @@ class CLIPQwenVLM(nn.Module):
         return lm_forward(self.qwen, {k: v.to(self.device) for k, v in lm_batch.items()}, tokens, mask)
 
     @torch.no_grad()
-    def generate(self, feats, cameras, max_new_tokens:int=64, **kwargs) -> list:
+    def generate(self,
+                 feats, # CLIP features: padded `(B, V, N, d_clip)` or a list of per-sample `(V_i, N, d_clip)`
+                 cameras, # camera names: one list for all samples or one per sample
+                 max_new_tokens:int=64, # longest caption in tokens
+                 **kwargs, # passed to transformers' `generate` (e.g. `generation_kwargs` of clip_vlm.caption)
+                ) -> list:
         "Captions for a batch of samples (per-sample camera lists, or one list for all)."
         if isinstance(feats, (list, tuple)): feats, _ = pad_views([f.to(self.device) for f in feats])
         B = feats.shape[0] if feats.dim() == 4 else 1
@@ -664,6 +694,19 @@ class CLIPQwenVLM(nn.Module):
         batch = self.collate([self.lm_inputs(c) for c in per], 'left')
         return lm_generate(self.qwen, self.tokenizer, {k: v.to(self.device) for k, v in batch.items()}, tokens, mask,
                            max_new_tokens, **kwargs)
+
+# %% ../nbs/03_model.ipynb #77a8e9e7
+def caption_ce(model, # a `CLIPQwenVLM`, or an accelerate/DDP wrapper of one
+               feats, # CLIP features: a list of per-sample `(V_i, N, d_clip)` or padded `(B, V, N, d_clip)`
+               cameras, # camera names: one list per sample (or one list for all)
+               batch:dict, # LM batch from `vlm.collate`, with `labels`
+              ) -> tuple:
+    "Per-sample mean cross-entropy over the labelled tokens and their counts: `(loss (B,), n_tokens (B,))`."
+    logits = model(feats, cameras, lm_batch={k: v for k, v in batch.items() if k != 'labels'}).logits[:, :-1].float()
+    labels = batch['labels'][:, 1:].to(logits.device)
+    ce = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100, reduction='none')
+    n = (labels != -100).sum(1)
+    return ce.sum(1)/n.clamp_min(1), n
 
 # %% ../nbs/03_model.ipynb #4ea4da11
 @patch
@@ -719,14 +762,14 @@ def from_pretrained(cls:CLIPQwenVLM,
                     qwen_model=None, # load Qwen from here instead of the recorded id
                     quant:str=None, # override the recorded quantisation
                     dtype=None, # dtype of the frozen models
-                    device=None, # default `default_device()`
+                    device=None, # None: the current GPU, else the CPU (`resolve_device`)
                     is_trainable:bool=True, # LoRA adapters trainable (to resume training) or frozen (inference)
                    ) -> CLIPQwenVLM:
     "Load a checkpoint folder: frozen models from their ids, the connector and the LoRA adapter strictly."
     from safetensors.torch import load_file
     path = Path(path)
     cfg = read_checkpoint_config(path)
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device)
     clip, cproc = load_clip(clip_model or cfg['clip_model'], dtype, device)
     qwen, tok, qproc = load_qwen(qwen_model or cfg['qwen_model'], quant or cfg['quant'], dtype=dtype, device=device)
     try: con = Connector(**cfg['connector'])
