@@ -11,7 +11,7 @@ from pathlib import Path
 __all__ = ['CLIP_VISION', 'QWEN_TEXT', 'QWEN2_VL_VISION', 'QWEN2_5_VL_VISION', 'QWEN_IMAGE', 'CLIP_IMAGE', 'QWEN_SPECIAL_TOKENS',
            'QWEN_PRETOKENIZE_REGEX', 'QWEN_CHAT_TEMPLATE', 'TINY_KINDS', 'driving_corpus', 'make_tokenizer',
            'qwen_image_processor', 'clip_image_processor', 'build_clip', 'build_qwen', 'tiny_cache_dir',
-           'make_tiny_models']
+           'make_tiny_models', 'demo_assets']
 
 # %% ../nbs/11_tiny.ipynb #2af9cbdc
 CLIP_VISION = dict(hidden_size=64, intermediate_size=256, num_hidden_layers=3, num_attention_heads=4,
@@ -208,3 +208,25 @@ def make_tiny_models(out_dir=None, # parent folder (default `tiny_cache_dir()`)
                 if not (paths[k]/'tiny.json').exists(): raise
         finally: shutil.rmtree(tmp, ignore_errors=True)
     return paths
+
+# %% ../nbs/11_tiny.ipynb #f43bd4bb
+def demo_assets(root=None, # folder for the assets (default `<cache>/demo`)
+                image_size=(800, 450), # camera image size of the generated tree (half the real 1600×900)
+               ) -> dict:
+    "Generate (once) the sample nuScenes tree, NuInteract captions, a captions JSON and tiny models; their paths."
+    from clip_vlm.sample import make_nuscenes, make_nuinteract, make_captions
+    from clip_vlm.data import default_cache_dir, write_atomic
+    root = Path(root) if root is not None else default_cache_dir()/'demo'
+    done = root/'assets.json'
+    if done.is_file():
+        a = json.loads(done.read_text())
+        if all(Path(p).exists() for k, p in a.items() if k != 'models') and all(Path(p).exists() for p in a['models'].values()):
+            return {k: (Path(v) if k != 'models' else {m: Path(p) for m, p in v.items()}) for k, v in a.items()}
+    root.mkdir(parents=True, exist_ok=True)
+    nusc = make_nuscenes(root/'nuscenes', image_size=image_size)
+    nuint = make_nuinteract(root/'nuinteract', nusc)
+    make_captions(root/'captions.json', nusc)
+    models = make_tiny_models(root/'models')
+    a = dict(nusc_root=nusc, nuinteract_dir=nuint, captions=root/'captions.json', models=models)
+    write_atomic(done, json.dumps({k: (str(v) if k != 'models' else {m: str(p) for m, p in v.items()}) for k, v in a.items()}))
+    return a
