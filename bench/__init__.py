@@ -1,0 +1,1 @@
+"clip_vlm benchmarks: `python bench/run.py --help` (or `python -m bench.run`); one module per section."
