@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data.ipynb #fd5019c1
 from __future__ import annotations
-import argparse, contextlib, hashlib, inspect, io, json, os, shutil, stat, sys, tempfile, textwrap
+import argparse, contextlib, ctypes, errno, hashlib, inspect, io, json, math, os, re, secrets, shutil, stat, sys, tempfile, textwrap, time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,9 +14,10 @@ from fastcore.script import anno_parser
 
 # %% auto #0
 __all__ = ['CAMERAS', 'NUSC_TABLES', 'DROP_REASONS', 'MODES', 'SPLITS', 'DATASETS', 'LAYOUT', 'UserError', 'given', 'need',
-           'check_cameras', 'Sample', 'cli_parser', 'run_cli', 'run_as_module', 'write_atomic', 'replace_dir',
-           'check_nusc_root', 'default_cache_dir', 'nusc_index', 'load_captions', 'check_mode', 'check_max_samples',
-           'format_summary', 'Samples', 'select_samples', 'check_split', 'scene_split', 'data_args', 'source_flags',
+           'check_cameras', 'Sample', 'cli_parser', 'run_cli', 'check_number', 'run_as_module', 'follow_umask',
+           'writing', 'write_atomic', 'temp_dir_for', 'replace_dir', 'recover_dir', 'check_nusc_root',
+           'default_cache_dir', 'nusc_index', 'load_captions', 'check_mode', 'check_max_samples', 'format_summary',
+           'Samples', 'image_problem', 'select_samples', 'check_split', 'scene_split', 'data_args', 'source_flags',
            'nuscenes_samples', 'build_samples', 'show_sample', 'browse']
 
 # %% ../nbs/00_data.ipynb #d79ac7d6
@@ -65,13 +66,18 @@ class Sample:
     def cameras(self): return tuple(self.views)
 
 # %% ../nbs/00_data.ipynb #846fafae
+_NUMBER = re.compile(r'^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|nan)$', re.I)
+
 def cli_parser(func, # function whose annotated parameters become flags
                prog:str=None, # program name shown in `--help`
               ) -> argparse.ArgumentParser:
-    "An `anno_parser` for `func` that accepts `--hyphen-flags` as well as `--under_score` ones."
+    "An `anno_parser` for `func` that accepts `--hyphen-flags` as well as `--under_score` ones, and negative numbers."
     p = anno_parser(func, prog=prog)
+    p._negative_number_matcher = _NUMBER  # `--lr -1e-3` is a value (then refused by range checks), not a flag
     for a in p._actions:
         if a.type is list: a.type, a.nargs = str, '+'  # `cameras:list` takes `--cameras CAM_FRONT CAM_BACK`
+        if isinstance(a, argparse._StoreFalseAction) and a.help:  # `progress:bool=True` becomes `--no-progress`
+            a.help = 'turn off: ' + re.sub(r'\s*\(default: True\)$', '', a.help)
         for s in list(a.option_strings):
             if s.startswith('--') and '_' in s:
                 h = s.replace('_', '-')
@@ -99,6 +105,27 @@ def run_cli(func, # function to run with the parsed flags
         print(f"{prog}: error: {e}", file=sys.stderr)
         raise SystemExit(2)
 
+# %% ../nbs/00_data.ipynb #d9860571
+def check_number(flag:str, # the flag's name as the user writes it, e.g. '--lr'
+                 v, # its value (None passes when `optional`)
+                 lo=None, # smallest allowed value
+                 hi=None, # largest allowed value
+                 integer:bool=False, # must be a whole number
+                 lo_open:bool=False, # `lo` itself is not allowed (e.g. a learning rate > 0)
+                 optional:bool=False, # None means "not given" and passes
+                ):
+    "Validate one numeric flag: a finite number (an integer if asked) within `[lo, hi]`; returns it."
+    if v is None and optional: return v
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and (not integer or float(v).is_integer())
+    if ok and lo is not None: ok = v > lo if lo_open else v >= lo
+    if ok and hi is not None: ok = v <= hi
+    if not ok:
+        what = 'a whole number' if integer else 'a finite number'
+        rng = (f" > {lo}" if lo_open else f" >= {lo}") if lo is not None else ''
+        if hi is not None: rng += (' and' if rng else '') + f" <= {hi}"
+        raise UserError(f"{flag} {v}: must be {what}{rng}")
+    return int(v) if integer else v
+
 # %% ../nbs/00_data.ipynb #c56bee6f
 def run_as_module(module:str, # the module's import name, e.g. 'clip_vlm.export'
                   main, # the console script, called without arguments
@@ -108,38 +135,113 @@ def run_as_module(module:str, # the module's import name, e.g. 'clip_vlm.export'
     if g.get('__name__') == '__main__' and getattr(g.get('__spec__'), 'name', None) == module: return main()
 
 # %% ../nbs/00_data.ipynb #c52d5b3f
+def _umask() -> int:
+    m = os.umask(0); os.umask(m); return m
+
+def follow_umask(path, # a file or folder made by `tempfile` (mode 0600 / 0700)
+                ) -> Path:
+    "Give `path` the permissions an ordinary `open`/`mkdir` would (0666 / 0777 less the umask), so others can read it."
+    path = Path(path)
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~_umask())
+    return path
+
+@contextlib.contextmanager
+def writing(folder, # where the data goes (named in the message)
+            what:str='write', # what is being written, e.g. 'the checkpoint'
+            need:int=None, # bytes needed, if known
+           ):
+    "Turn a full disk, a read-only or forbidden folder into one-line `UserError`s naming `folder` (and the space needed)."
+    try: yield
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            n = f"; it needs about {need/2**20:,.0f} MiB" if need else ''
+            raise UserError(f"{folder}: the disk is full, cannot {what}{n}; free space there or choose another folder") from None
+        if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise UserError(f"{folder}: not writable ({e.strerror}), cannot {what}; choose a folder you can write to") from None
+        raise
+
 def write_atomic(path, # file to write
                  data:str|bytes, # text (written as UTF-8) or bytes
                 ) -> Path:
-    "Write `data` to `path` through a temporary file in the same folder and an atomic rename."
+    "Write `data` to `path` through a temporary file in the same folder and an atomic rename; one line on a full disk."
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f: f.write(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError): os.unlink(tmp)
-        raise
+    data = data.encode() if isinstance(data, str) else data
+    with writing(path.parent, f'write {path.name}', len(data)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+        try:
+            with os.fdopen(fd, 'wb') as f: f.write(data)
+            follow_umask(tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError): os.unlink(tmp)
+            raise
     return path
 
 # %% ../nbs/00_data.ipynb #55a4176c
+def temp_dir_for(path, # the folder that will be written
+                 kind:str='tmp', # 'tmp' (a checkpoint) or 'partial' (an export)
+                ) -> Path:
+    "A new empty folder beside `path`, `.NAME.KIND-PID-XXXX`: the next run can tell it from another live run's."
+    path = Path(path)
+    return Path(tempfile.mkdtemp(prefix=f'.{path.name}.{kind}-{os.getpid()}-', dir=path.parent))
+
+def _exchange(a:Path, b:Path) -> bool:
+    "Swap two paths in one step (Linux `renameat2(RENAME_EXCHANGE)`); False where the system cannot."
+    try: fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError): return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if fn(-100, os.fsencode(a), -100, os.fsencode(b), 2) == 0: return True  # AT_FDCWD, RENAME_EXCHANGE
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP): return False
+    raise OSError(err, os.strerror(err), str(b))
+
 def replace_dir(tmp, # the finished folder, beside `path`
                 path, # where it belongs; an existing folder there is replaced
                ) -> Path:
-    "Rename folder `tmp` to `path`, replacing an earlier folder there; on failure the earlier one is restored."
+    "Put folder `tmp` at `path`, replacing an earlier folder there so that `path` names a complete folder at every instant."
     tmp, path = Path(tmp), Path(path)
-    old = None
-    if path.exists() or path.is_symlink():
-        if path.is_symlink() or not path.is_dir(): raise UserError(f"{path} exists and is not a folder; remove it or choose another path")
-        old = Path(tempfile.mkdtemp(prefix=f'.{path.name}.old-', dir=path.parent))
-        os.replace(path, old/'previous')
+    follow_umask(tmp)
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        raise UserError(f"{path} exists and is not a folder; remove it or choose another path")
+    if not path.exists(): os.replace(tmp, path); return path
+    if _exchange(tmp, path):  # one step: `path` is the new folder, `tmp` now holds the old one
+        shutil.rmtree(tmp, ignore_errors=True); return path
+    old = path.parent/f'.{path.name}.old-{os.getpid()}-{secrets.token_hex(4)}'  # two renames; `recover_dir` repairs a kill between them
+    os.replace(path, old)
     try: os.replace(tmp, path)
-    except BaseException:
-        if old is not None: os.replace(old/'previous', path); shutil.rmtree(old, ignore_errors=True)
-        raise
-    if old is not None: shutil.rmtree(old, ignore_errors=True)
+    except BaseException: os.replace(old, path); raise
+    shutil.rmtree(old, ignore_errors=True)
     return path
+
+_LEFTOVER = re.compile(r'^\.(?P<name>.+)\.(?P<kind>tmp|old|partial)-(?:(?P<pid>\d+)-)?[^/]*$')
+
+def _alive(pid:int) -> bool:
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True
+    return True
+
+def recover_dir(path, # a folder written with `replace_dir` (a checkpoint, an export)
+                min_age:float=600, # seconds after which a leftover without a process id is taken as abandoned
+               ) -> list:
+    "Restore `path` from its newest earlier copy if a killed swap left it missing; remove abandoned temporaries. What it did."
+    path = Path(path)
+    if not path.parent.is_dir(): return []
+    done, olds = [], []
+    for e in path.parent.iterdir():
+        m = _LEFTOVER.match(e.name)
+        if not m or m['name'] != path.name or not e.is_dir(): continue
+        pid = int(m['pid']) if m['pid'] else None
+        if pid == os.getpid() or (pid is not None and _alive(pid)): continue  # another live run is writing it
+        if pid is None and time.time() - e.stat().st_mtime < min_age: continue
+        if m['kind'] == 'old': olds.append(e)
+        else: shutil.rmtree(e, ignore_errors=True); done.append(f"removed {e.name}")
+    olds.sort(key=lambda e: e.stat().st_mtime)
+    if olds and not path.exists():
+        os.replace(olds.pop(), path); done.append(f"restored {path.name} from its earlier copy")
+    for e in olds: shutil.rmtree(e, ignore_errors=True); done.append(f"removed {e.name}")
+    return done
 
 # %% ../nbs/00_data.ipynb #37db3fb2
 NUSC_TABLES = ('attribute', 'calibrated_sensor', 'category', 'ego_pose', 'instance', 'log', 'map', 'sample',
@@ -258,7 +360,7 @@ def load_captions(path, # JSON file mapping sample_token -> caption text (`--cap
     return data
 
 # %% ../nbs/00_data.ipynb #49a79c39
-DROP_REASONS = ('missing_files', 'no_caption', 'not_in_version', 'bad_file')
+DROP_REASONS = ('missing_files', 'unreadable_files', 'no_caption', 'special_tokens', 'outside_split', 'not_in_version', 'bad_file')
 MODES = ('lm', 'distill')
 
 def check_mode(mode:str, # 'lm' or 'distill' (`--mode`)
@@ -310,11 +412,28 @@ class Samples(list):
     def __repr__(self): return f"Samples({len(self)} samples, dropped {self.summary.get('dropped', {})})"
 
 # %% ../nbs/00_data.ipynb #03465abe
-def _is_image(p) -> bool:
-    "Does `p` name a non-empty regular file? (one `stat`)"
+def image_problem(p, # an image file
+                 ) -> str|None:
+    "Why the image at `p` cannot be used ('missing', 'empty', 'unreadable'), or None; a JPEG's two ends are read, not decoded."
     try: st = os.stat(p)
-    except (OSError, ValueError): return False
-    return stat.S_ISREG(st.st_mode) and st.st_size > 0
+    except (OSError, ValueError): return 'missing'
+    if not stat.S_ISREG(st.st_mode): return 'missing'
+    if st.st_size == 0: return 'empty'
+    try:
+        with open(p, 'rb') as f:
+            head = f.read(3)
+            if head == b'\xff\xd8\xff':  # JPEG: a complete file ends with the EOI marker (a truncated one does not)
+                f.seek(-2, os.SEEK_END)
+                if f.read(2) == b'\xff\xd9': return None
+                f.seek(max(0, st.st_size - 4096)); tail = f.read()
+                if b'\xff\xd9' in tail.rstrip(b'\x00\n\r '): return None  # padding after EOI is fine
+                return 'unreadable'
+        from PIL import Image
+        with Image.open(p) as im: im.verify()  # another format: let PIL check it
+        return None
+    except Exception: return 'unreadable'
+
+_CHAT_TOKEN = re.compile(r'<\|[a-z_]+\|>')  # Qwen's special tokens: <|im_end|>, <|vision_start|>, <|endoftext|>, ...
 
 def select_samples(candidates, # `Sample`s whose views hold at least the requested cameras, in source order
                    cameras=None, # cameras to keep, in this order (default all six)
@@ -337,16 +456,19 @@ def select_samples(candidates, # `Sample`s whose views hold at least the request
             summ['stopped_at_max'] = True; break
         cap = s.caption if isinstance(s.caption, str) and s.caption.strip() else None
         if cap is None and mode == 'lm': summ['dropped']['no_caption'] += 1; continue
+        if cap is not None and mode == 'lm' and _CHAT_TOKEN.search(cap):  # it would teach the model to stop mid-caption
+            summ['dropped']['special_tokens'] += 1; continue
         views, miss = {}, None
         for cam in cameras:
             p = s.views.get(cam)
-            if p is None or not _is_image(p): miss = (cam, p); break
+            why = 'missing' if p is None else image_problem(p)
+            if why: miss = (cam, p, why); break
             views[cam] = Path(p)
         if miss:
-            if require_files: summ['dropped']['missing_files'] += 1; continue
-            cam, p = miss
-            where = f"image {p} is missing or empty" if p is not None else "image is not listed"
-            raise UserError(f"sample {s.token}: {cam} {where}; pass --require-files to skip samples with missing images")
+            cam, p, why = miss
+            if require_files: summ['dropped']['unreadable_files' if why == 'unreadable' else 'missing_files'] += 1; continue
+            where = f"image {p} is {why}" + (" (not a complete image)" if why == 'unreadable' else '') if p is not None else "image is not listed"
+            raise UserError(f"sample {s.token}: {cam} {where}; pass --require-files to skip samples whose images are missing or unreadable")
         kept.append(Sample(s.token, s.scene, views, cap))
         label = caption_source.get(s.token) if isinstance(caption_source, dict) else caption_source
         srcs[(label or 'caption') if cap else 'none'] += 1
@@ -426,7 +548,7 @@ def nuscenes_samples(mode:str='lm', # 'lm' needs captions, 'distill' does not
     summary = dict(source='nuscenes', version=version, split=a.split, nusc_root=str(root),
                    captions=None if not given(captions) or isinstance(captions, dict) else str(captions),
                    in_version=len(index), in_split=len(rows),
-                   dropped={'not_in_version': sum(t not in tokens for t in caps)})
+                   dropped={'not_in_version': sum(t not in tokens for t in caps), 'outside_split': len(index) - len(rows)})
     cands = (Sample(r['token'], r['scene'], {c: r['images'].get(c) for c in cameras}, caps.get(r['token'])) for r in rows)
     return select_samples(cands, cameras, a.require_files, max_samples, mode, summary, caption_source='captions_json')
 

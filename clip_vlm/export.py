@@ -99,7 +99,7 @@ def export_overlap(nusc_root, # the nuScenes folder (`--nusc-root`)
     if not samples:
         raise UserError(f"--nuinteract-dir: no sample of {version} has a usable {source} caption"
                         + (" and all requested images" if require_files else "") + "; nothing to export")
-    with contextlib.redirect_stderr(io.StringIO()): rows, _ = read_nuinteract(nuinteract_dir)  # read again for the rows; its warnings were shown once
+    with contextlib.redirect_stderr(io.StringIO()): rows, _, _ = read_nuinteract(nuinteract_dir)  # read again for the rows; its warnings were shown once
     names = {r['token']: r['scene_name'] for r in nusc_index(nusc_root, version, cache_dir)}
     splits = _official_splits(version)  # stored per entry, so that --split works later without the devkit (Colab)
     entries = [_manifest_entry(s, rows.get(s.token, []), source, names[s.token],

@@ -39,7 +39,7 @@ def _warn(msg): print(f"warning: {msg}", file=sys.stderr)
 def read_nuinteract(nuinteract_dir, # NuInteract's `all_caption_public/` folder (`--nuinteract-dir`)
                     max_warnings:int=20, # name at most this many bad files, then count the rest
                    ) -> tuple:
-    "Read every `<token>.json` row list in `nuinteract_dir`: returns (dict token -> rows, list of bad files)."
+    "Read every `<token>.json` row list in `nuinteract_dir`, rows keyed by their own `token`: `(dict token -> rows, bad files, counts)`."
     d = Path(need(nuinteract_dir, '--nuinteract-dir', "point it at NuInteract's all_caption_public/ folder")).expanduser()
     if not d.is_dir(): raise UserError(f"--nuinteract-dir: {d} is not a folder; point it at NuInteract's all_caption_public/")
     if (d/'all_caption_public').is_dir():
@@ -47,7 +47,7 @@ def read_nuinteract(nuinteract_dir, # NuInteract's `all_caption_public/` folder 
     with os.scandir(d) as it:
         files = sorted(e.name for e in it if e.name.endswith('.json') and e.name != 'token_name.json')
     if not files: raise UserError(f"--nuinteract-dir: {d} holds no <token>.json caption files; point it at all_caption_public/")
-    rows, bad = {}, []
+    rows, bad, foreign, mixed = {}, [], [], []
     for name in tqdm(files, desc='reading NuInteract captions', unit='file', disable=len(files) < 5000):
         p = d/name
         try:
@@ -56,11 +56,19 @@ def read_nuinteract(nuinteract_dir, # NuInteract's `all_caption_public/` folder 
         except OSError as e: why = f'cannot be read ({e.strerror or e})'
         except ValueError as e: why = f'is not valid JSON ({str(e).splitlines()[0]})'
         except RecursionError: why = 'is nested too deeply'
-        if why is None: rows[name[:-5]] = data; continue
+        if why is None:
+            stem = name[:-5]
+            toks = [r['token'] if isinstance(r.get('token'), str) and r['token'] else stem for r in data]
+            if any(t != stem for t in toks): foreign.append(str(p))  # rows of another sample: they go to the sample they name
+            if len(set(toks)) > 1: mixed.append(str(p))
+            for t, r in zip(toks, data): rows.setdefault(t, []).append(r)
+            continue
         bad.append(str(p))
         if len(bad) <= max_warnings: _warn(f"--nuinteract-dir: skipped {p}: it {why}")
     if len(bad) > max_warnings: _warn(f"--nuinteract-dir: skipped {len(bad)-max_warnings} more bad files")
-    return rows, bad
+    if foreign: _warn(f"--nuinteract-dir: {len(foreign)} files hold rows whose token names another sample (e.g. {foreign[0]}); "
+                      "each row is used for the sample its own token names" + (f", {len(mixed)} of them mix several samples" if mixed else ''))
+    return rows, bad, dict(files=len(files), foreign_rows_files=len(foreign), mixed_files=len(mixed))
 
 # %% ../nbs/01_nuinteract.ipynb #ef09f911
 def _caption_dict(row, source:str) -> dict:
@@ -119,7 +127,7 @@ def nuinteract_samples(mode:str='lm', # 'lm' needs captions, 'distill' does not
     version, nuinteract_dir = a.version, a.nuinteract_dir
     scenes = scene_split(version, a.split)
     root = check_nusc_root(a.nusc_root, version)
-    rows, bad = read_nuinteract(nuinteract_dir)
+    rows, bad, info = read_nuinteract(nuinteract_dir)
     index = nusc_index(root, version, a.cache_dir)
     tokens = {r['token'] for r in index}
     in_split = [r for r in index if scenes is None or r['scene_name'] in scenes]
@@ -134,9 +142,10 @@ def nuinteract_samples(mode:str='lm', # 'lm' needs captions, 'distill' does not
                               f"{nuinteract_dir}, but {n} have a {other}_caption; pass --nuinteract-caption-source {other} or auto")
     summary = dict(source='nuinteract', version=version, split=a.split, strategy=strategy, caption_source=source,
                    nusc_root=str(root), nuinteract_dir=str(nuinteract_dir), in_version=len(index), in_split=len(in_split),
-                   nuinteract_files=len(rows) + len(bad),
+                   nuinteract_files=info['files'], foreign_rows_files=info['foreign_rows_files'], mixed_files=info['mixed_files'],
                    no_nuinteract_file=sum(r['token'] not in rows and r['token'] not in bad_toks for r in in_split),
-                   dropped={'not_in_version': sum(t not in tokens for t in rows), 'bad_file': len(bad)})
+                   dropped={'not_in_version': sum(t not in tokens for t in rows), 'bad_file': len(bad),
+                            'outside_split': len(index) - len(in_split)})
     cands = (Sample(r['token'], r['scene'], {c: r['images'].get(c) for c in cameras}, caps[r['token']][0])
              for r in in_split if not (mode == 'lm' and r['token'] in bad_toks))
     return select_samples(cands, cameras, a.require_files, max_samples, mode, summary,
