@@ -15,10 +15,10 @@ from fastcore.script import anno_parser
 # %% auto #0
 __all__ = ['CAMERAS', 'NUSC_TABLES', 'DROP_REASONS', 'MODES', 'SPLITS', 'DATASETS', 'LAYOUT', 'UserError', 'given', 'need',
            'check_cameras', 'Sample', 'cli_parser', 'run_cli', 'check_number', 'run_as_module', 'follow_umask',
-           'writing', 'write_atomic', 'temp_dir_for', 'replace_dir', 'recover_dir', 'check_nusc_root',
-           'default_cache_dir', 'nusc_index', 'load_captions', 'check_mode', 'check_max_samples', 'format_summary',
-           'Samples', 'image_problem', 'select_samples', 'check_split', 'scene_split', 'data_args', 'source_flags',
-           'nuscenes_samples', 'build_samples', 'show_sample', 'browse']
+           'human_size', 'writing', 'check_writable_dir', 'write_atomic', 'temp_dir_for', 'replace_dir', 'recover_dir',
+           'check_nusc_root', 'default_cache_dir', 'nusc_index', 'load_captions', 'check_mode', 'check_max_samples',
+           'format_summary', 'Samples', 'image_problem', 'select_samples', 'check_split', 'scene_split', 'data_args',
+           'source_flags', 'nuscenes_samples', 'build_samples', 'show_sample', 'browse']
 
 # %% ../nbs/00_data.ipynb #d79ac7d6
 CAMERAS = ('CAM_FRONT', 'CAM_FRONT_RIGHT', 'CAM_BACK_RIGHT', 'CAM_BACK', 'CAM_BACK_LEFT', 'CAM_FRONT_LEFT')
@@ -145,6 +145,12 @@ def follow_umask(path, # a file or folder made by `tempfile` (mode 0600 / 0700)
     os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~_umask())
     return path
 
+def human_size(n:int) -> str:
+    "`n` bytes for people: '512 B', '340 KiB', '12.3 MiB', '1.50 GiB'."
+    for unit, k in (('GiB', 2**30), ('MiB', 2**20), ('KiB', 2**10)):
+        if n >= k: return f"{n/k:.3g} {unit}" if unit != 'KiB' else f"{n/k:.0f} {unit}"
+    return f"{n} B"
+
 @contextlib.contextmanager
 def writing(folder, # where the data goes (named in the message)
             what:str='write', # what is being written, e.g. 'the checkpoint'
@@ -154,11 +160,25 @@ def writing(folder, # where the data goes (named in the message)
     try: yield
     except OSError as e:
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            n = f"; it needs about {need/2**20:,.0f} MiB" if need else ''
+            n = f"; it needs about {human_size(need)}" if need else ''
             raise UserError(f"{folder}: the disk is full, cannot {what}{n}; free space there or choose another folder") from None
         if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             raise UserError(f"{folder}: not writable ({e.strerror}), cannot {what}; choose a folder you can write to") from None
         raise
+
+def check_writable_dir(path, # a folder to be written (it may not exist yet)
+                       flag:str, # the flag that named it, e.g. '--save'
+                      ) -> Path:
+    "Refuse, in one line and before any work, a folder that is a file or that cannot be written (read-only, forbidden)."
+    path = Path(path).expanduser().absolute()
+    if path.exists() and not path.is_dir(): raise UserError(f"{flag} {path}: is a file, not a folder; choose a folder path")
+    anc = next(a for a in (path, *path.parents) if a.exists())
+    if not anc.is_dir(): raise UserError(f"{flag} {path}: {anc} is a file, not a folder; choose another path")
+    try:
+        with tempfile.TemporaryFile(dir=anc): pass  # a real write: catches read-only mounts, which `os.access` misses for root
+    except OSError as e:
+        raise UserError(f"{flag} {path}: cannot write in {anc} ({e.strerror}); choose a folder you can write to") from None
+    return path
 
 def write_atomic(path, # file to write
                  data:str|bytes, # text (written as UTF-8) or bytes

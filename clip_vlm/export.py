@@ -10,8 +10,8 @@ from pathlib import Path, PurePosixPath
 from fastcore.meta import delegates
 from tqdm import tqdm
 from .data import (CAMERAS, UserError, Sample, Samples, check_cameras, check_max_samples, check_mode, check_split,
-                           data_args, need, nusc_index, replace_dir, run_as_module, run_cli, scene_split, select_samples,
-                           source_flags)
+                           check_writable_dir, data_args, human_size, need, nusc_index, recover_dir, replace_dir, run_as_module, run_cli,
+                           scene_split, select_samples, source_flags, temp_dir_for, writing)
 from .nuinteract import caption_parts, caption_text, check_source, nuinteract_samples, read_nuinteract
 
 # %% auto #0
@@ -31,9 +31,12 @@ def _check_output_dir(out:Path, # the absolute `--output-dir`
                      ):
     "Refuse an existing `out` without `overwrite`, and with it anything but an earlier export or an empty folder."
     for src in sources:
-        s = Path(src).expanduser().absolute()
-        if s == out or out in s.parents:
+        s, o = Path(src).expanduser().resolve(), out.resolve()
+        if s == o or o in s.parents:
             raise UserError(f"--output-dir {out} holds the input {s}; choose a folder outside the nuScenes and NuInteract folders")
+        if s in o.parents:
+            raise UserError(f"--output-dir {out} is inside the input {s}; choose a folder outside the nuScenes and NuInteract folders")
+    check_writable_dir(out, '--output-dir')
     if not (out.exists() or out.is_symlink()): return
     if not overwrite:
         raise UserError(f"--output-dir {out} already exists; pass --overwrite to replace it, or choose another folder")
@@ -91,6 +94,7 @@ def export_overlap(nusc_root, # the nuScenes folder (`--nusc-root`)
     need(nusc_root, '--nusc-root', 'point it at the nuScenes folder')
     need(nuinteract_dir, '--nuinteract-dir', "point it at NuInteract's all_caption_public/ folder")
     out = Path(output_dir).expanduser().absolute()
+    recover_dir(out)  # an earlier export killed half-way: its leftovers go, a folder lost in a swap comes back
     _check_output_dir(out, overwrite, (nusc_root, nuinteract_dir))
     samples = nuinteract_samples(nusc_root=nusc_root, version=version, nuinteract_dir=nuinteract_dir, cameras=cams,
                                  nuinteract_caption_strategy='overall', nuinteract_caption_source=source,
@@ -114,8 +118,18 @@ def export_overlap(nusc_root, # the nuScenes folder (`--nusc-root`)
                     options=dict(require_files=bool(require_files), max_samples=max_samples,
                                  nusc_root=str(summ.get('nusc_root')), nuinteract_dir=str(nuinteract_dir)),
                     entries=entries)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f'.{out.name}.partial-', dir=out.parent))
+    size = sum(os.stat(p).st_size for s in samples for p in s.views.values())
+    with writing(out.parent, 'write the export', size):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(out.parent).free
+        if free < size: raise UserError(f"--output-dir {out}: the export needs about {human_size(size)} and "
+                                        f"{out.parent} has {human_size(free)} free; free space or choose another folder")
+        _write_export(out, samples, entries, manifest, cams, progress)
+    return out
+
+def _write_export(out, samples, entries, manifest, cams, progress):
+    "Copy the images and write captions.json and manifest.json in a temporary folder, then swap it into place."
+    tmp = temp_dir_for(out, 'partial')
     try:
         with tqdm(total=len(entries)*len(cams), desc=f'exporting to {out.name}', unit='img', disable=not progress) as bar:
             for s, e in zip(samples, entries):
@@ -128,7 +142,6 @@ def export_overlap(nusc_root, # the nuScenes folder (`--nusc-root`)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return out
 
 # %% ../nbs/02_export.ipynb #563437e1
 @delegates(data_args, but=['dataset', 'captions', 'nuinteract_caption_strategy', 'overlap_export_dir', 'split'])
@@ -231,7 +244,7 @@ def overlap_samples(mode:str='lm', # 'lm' needs captions, 'distill' does not
         keep = [e for e in ents if scenes is None or e['scene_name'] in scenes]
     summary = dict(source='overlap_export', version=head['nuscenes_version'], split=split, overlap_export_dir=str(root),
                    caption_source=head.get('caption_source'), strategy=head.get('caption_strategy'),
-                   in_export=len(ents), in_split=len(keep))
+                   in_export=len(ents), in_split=len(keep), dropped={'outside_split': len(ents) - len(keep)})
     cands = (Sample(e['token'], e['scene_token'], {c: e['images'].get(c) for c in cams}, e['captions'].get('combined'))
              for e in keep)
     return select_samples(cands, cams, a.require_files, max_samples, mode, summary,
