@@ -49,6 +49,8 @@ def parser():
     p.add_argument('--gpu-device', default='cuda', help="gpu: device ('cpu' with --gpu-size small is a dry run of the code path)")
     p.add_argument('--gpu-budget', type=float, default=420, help='gpu: stop starting new cases after this many seconds')
     p.add_argument('--gpu-tmp', default=None, help='gpu: folder for the temporary real-size model files (default: the system temp)')
+    p.add_argument('--gpu-compile', action='store_true', help='gpu: add torch.compile rows (frozen towers and an lm step at batch 8)')
+    p.add_argument('--gpu-mem-gb', type=float, default=80, help='gpu: cap the allocator at this many GB (emulates an 80 GB card; 0: no cap)')
     p.add_argument('--peak-tflops', type=float, default=None, help="gpu: the card's dense bf16 peak, for MFU (default: from its name)")
     p.add_argument('--threads', type=int, default=None, help="torch threads for the CPU sections (default: torch's own, one per core)")
     p.add_argument('--show', action='store_true', help='print the table of every section in --json and exit (runs nothing)')
