@@ -8,7 +8,8 @@
     python -m bench.run --quick              # the same, as a module
 
 Sections, one module each in bench/: image (preprocessing images/s), cache (distill epochs with --cache-dir), index
-(sample index time/memory), train (CPU samples/s and peak memory per mode), gpu (real-size models, bf16, MFU). Every
+(sample index time/memory), train (CPU samples/s and peak memory per mode), speed (attention calls per vision-tower
+forward, its time, lm-step peak memory: stock against ours), gpu (real-size models, bf16, MFU). Every
 number is a median over `--repeats` runs; ratios are between medians measured in the same run. Results go to
 bench/results.json (merged: sections not run keep their previous numbers) and a table is printed. Generated inputs
 (JPEGs, trainval-sized metadata, small random models) are cached under bench/.cache (git-ignored) and reused.
@@ -22,9 +23,10 @@ if __package__ in (None, ''):  # `python bench/run.py`: import the bench package
     sys.path[:] = [_repo] + [p for p in sys.path if Path(p or '.').resolve() != Path(__file__).resolve().parent]
 
 from bench.common import HERE, log, row, table, machine, loadavg, read_results, record
-from bench import image, cache, index, train, gpu
+from bench import image, cache, index, train, speed, gpu
 
-SECTIONS = {'image': image.bench, 'cache': cache.bench, 'index': index.bench, 'train': train.bench, 'gpu': gpu.bench}
+SECTIONS = {'image': image.bench, 'cache': cache.bench, 'index': index.bench, 'train': train.bench, 'speed': speed.bench,
+            'gpu': gpu.bench}
 
 def _cuda():
     import torch
@@ -47,6 +49,8 @@ def parser():
     p.add_argument('--gpu-device', default='cuda', help="gpu: device ('cpu' with --gpu-size small is a dry run of the code path)")
     p.add_argument('--gpu-budget', type=float, default=420, help='gpu: stop starting new cases after this many seconds')
     p.add_argument('--gpu-tmp', default=None, help='gpu: folder for the temporary real-size model files (default: the system temp)')
+    p.add_argument('--gpu-compile', action='store_true', help='gpu: add torch.compile rows (frozen towers and an lm step at batch 8)')
+    p.add_argument('--gpu-mem-gb', type=float, default=80, help='gpu: cap the allocator at this many GB (emulates an 80 GB card; 0: no cap)')
     p.add_argument('--peak-tflops', type=float, default=None, help="gpu: the card's dense bf16 peak, for MFU (default: from its name)")
     p.add_argument('--threads', type=int, default=None, help="torch threads for the CPU sections (default: torch's own, one per core)")
     p.add_argument('--show', action='store_true', help='print the table of every section in --json and exit (runs nothing)')

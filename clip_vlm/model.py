@@ -14,11 +14,13 @@ from .data import CAMERAS, UserError, check_cameras, replace_dir
 
 # %% auto #0
 __all__ = ['IMAGE_SIZE', 'CLIP_MODEL', 'QWEN_MODEL', 'QWEN_TYPES', 'DEFAULT_PROMPT', 'REAL_CONFIGS', 'QUANTS', 'LORA_TARGETS',
-           'IMAGE_PAD', 'VISION_START', 'VISION_END', 'IM_END', 'FORMAT_VERSION', 'token_grid', 'check_geometry',
-           'real_config', 'load_view', 'load_views', 'clip_pixels', 'qwen_pixels', 'resolve_device', 'default_dtype',
-           'freeze', 'load_clip', 'unpack_4bit', 'bnb_config', 'add_lora', 'load_qwen', 'clip_tokens', 'teacher_tokens',
+           'VARLEN_ATTENTION', 'IMAGE_PAD', 'VISION_START', 'VISION_END', 'IM_END', 'FORMAT_VERSION', 'token_grid',
+           'check_geometry', 'real_config', 'load_view', 'load_views', 'clip_pixels', 'qwen_pixels', 'resolve_device',
+           'default_dtype', 'freeze', 'load_clip', 'unpack_4bit', 'bnb_config', 'add_lora', 'load_qwen', 'clip_tokens',
+           'segment_groups', 'varlen_sdpa', 'vision_geometry', 'vision_attention', 'teacher_tokens', 'count_sdpa',
            'merge_2x2', 'pad_views', 'Connector', 'TooLongError', 'build_lm_inputs', 'collate_lm', 'mrope_positions',
-           'lm_forward', 'lm_generate', 'package_versions', 'CLIPQwenVLM', 'caption_ce', 'read_checkpoint_config']
+           'lm_forward', 'lm_generate', 'package_versions', 'CLIPQwenVLM', 'caption_ce', 'read_checkpoint_config',
+           'compile_model']
 
 # %% ../nbs/03_model.ipynb #cb7d6a16
 IMAGE_SIZE = (224, 392)
@@ -125,26 +127,36 @@ def load_views(paths, # image files of one sample, in camera order
     return np.stack([load_view(p, size) for p in paths])
 
 # %% ../nbs/03_model.ipynb #c8c0efa8
-def _norm(views, proc):
-    "Views `(V, H, W, 3)` uint8 -> float `(V, 3, H, W)` with `proc`'s rescale factor, mean and std."
-    x = torch.from_numpy(np.require(views, np.uint8, ["C", "W"])).permute(0, 3, 1, 2).contiguous().float()  # channels first while uint8
+def _views_on(views, device=None):
+    "uint8 views `(V, H, W, 3)` (numpy or torch) as a tensor on `device`; to a GPU through pinned memory, non-blocking."
+    x = views if torch.is_tensor(views) else torch.from_numpy(np.require(views, np.uint8, ["C", "W"]))
+    dev = x.device if device is None else torch.device(device)
+    if dev.type == 'cuda' and x.device.type == 'cpu':
+        return (x if x.is_pinned() else x.pin_memory()).to(dev, non_blocking=True)
+    return x.to(dev)
+
+def _norm(views, proc, device=None):
+    "Views `(V, H, W, 3)` uint8 -> float `(V, 3, H, W)` on `device`, with `proc`'s rescale factor, mean and std."
+    x = _views_on(views, device).permute(0, 3, 1, 2).contiguous().float()  # channels first while uint8 (4x fewer bytes moved)
     scale = float(getattr(proc, 'rescale_factor', 1/255)) if getattr(proc, 'do_rescale', True) else 1.0
     if not getattr(proc, 'do_normalize', True): return x.mul_(scale)
-    m = torch.tensor(proc.image_mean, dtype=torch.float32).view(1, -1, 1, 1)
-    s = torch.tensor(proc.image_std, dtype=torch.float32).view(1, -1, 1, 1)
+    m = torch.tensor(proc.image_mean, dtype=torch.float32).view(1, -1, 1, 1).to(x.device)
+    s = torch.tensor(proc.image_std, dtype=torch.float32).view(1, -1, 1, 1).to(x.device)
     return x.mul_(scale/s).sub_(m/s)  # (x*scale - m)/s in two in-place passes
 
-def clip_pixels(views, # uint8 `(V, H, W, 3)` from `load_views`
+def clip_pixels(views, # uint8 `(V, H, W, 3)` from `load_views` (numpy, or a torch tensor, possibly pinned)
                 clip_processor, # CLIP's image processor (for its mean/std)
+                device=None, # where to normalise (None: where `views` are); the uint8 views travel, not the floats
                ) -> torch.Tensor:
     "CLIP `pixel_values (V, 3, H, W)` for already-sized views."
-    return _norm(views, clip_processor)
+    return _norm(views, clip_processor, device)
 
-def qwen_pixels(views, # uint8 `(V, H, W, 3)` from `load_views`
+def qwen_pixels(views, # uint8 `(V, H, W, 3)` from `load_views` (numpy, or a torch tensor, possibly pinned)
                 qwen_processor, # Qwen-VL's image processor (mean/std, patch, merge and temporal sizes)
+                device=None, # where to normalise and lay out the patches (None: where `views` are)
                ) -> tuple:
-    "Qwen-VL `(pixel_values (V*gh*gw, C*t*p*p), image_grid_thw (V, 3))` for already-sized views."
-    x = _norm(views, qwen_processor)
+    "Qwen-VL `(pixel_values (V*gh*gw, C*t*p*p), image_grid_thw (V, 3))` for already-sized views (the grid stays on the CPU)."
+    x = _norm(views, qwen_processor, device)
     V, C, H, W = x.shape
     p, m, t = qwen_processor.patch_size, qwen_processor.merge_size, qwen_processor.temporal_patch_size
     token_grid((H, W), p, m)
@@ -313,32 +325,136 @@ def clip_tokens(clip, # frozen `CLIPVisionModel`
                 pixel_values:torch.Tensor, # `(V, 3, H, W)` from `clip_pixels`
                 layer:int=-2, # hidden-state index: -1 last layer, -2 penultimate, 0 the embeddings
                ) -> tuple:
-    "Patch tokens `(V, gh*gw, d_clip)` of `layer` (CLS dropped) and the patch grid `(gh, gw)`."
+    "Patch tokens `(V, gh*gw, d_clip)` of `layer` (CLS dropped), running CLIP only up to that layer, and the patch grid `(gh, gw)`."
     cfg = clip.config
     H, W = pixel_values.shape[-2:]
     p = cfg.patch_size
     if H % p or W % p: raise UserError(f"view size {H}x{W} is not a multiple of CLIP's {p}-pixel patches")
     n = cfg.num_hidden_layers
     if not -(n+1) <= layer <= n: raise UserError(f"--clip-layer {layer}: this CLIP has {n} layers; use -{n+1}..{n}")
-    out = clip(pixel_values=pixel_values.to(clip.device, clip.dtype), output_hidden_states=True,
-               interpolate_pos_encoding=(H, W) != (cfg.image_size, cfg.image_size))
-    return out.hidden_states[layer][:, 1:], (H//p, W//p)
+    vm = getattr(clip, 'vision_model', clip)  # CLIPVisionModel holds its modules directly (transformers 5) or in .vision_model
+    h = vm.embeddings(pixel_values.to(clip.device, clip.dtype), interpolate_pos_encoding=(H, W) != (cfg.image_size, cfg.image_size))
+    h = vm.pre_layrnorm(h)  # hidden state 0
+    for blk in vm.encoder.layers[:layer % (n + 1)]:
+        h = blk(h, None)
+        if isinstance(h, tuple): h = h[0]
+    return h[:, 1:], (H//p, W//p)
 
 # %% ../nbs/03_model.ipynb #c46ca229
+VARLEN_ATTENTION = 'clip_vlm_sdpa_varlen_flash_api'  # "flash" in the name: transformers then passes cu_seqlens in one call
+
+def segment_groups(cu_seqlens:torch.Tensor, # `(n+1,)` cumulative segment lengths of a packed sequence
+                  ) -> list:
+    "`[(length, index (n_segments, length) or None)]`: the segments grouped by length (None: equal segments tiling the sequence); kept on the tensor."
+    g = getattr(cu_seqlens, '_segment_groups', None)
+    if g is not None: return g
+    cu = [int(c) for c in cu_seqlens.tolist()]  # one host sync per cu_seqlens tensor, not per layer
+    by_len = {}
+    for a, b in zip(cu[:-1], cu[1:]):
+        if b > a: by_len.setdefault(b - a, []).append(a)
+    if len(by_len) == 1 and cu[0] == 0:
+        (L, starts), = by_len.items()
+        if starts == list(range(0, L*len(starts), L)): g = [(L, None)]
+    if g is None:
+        g = [(L, (torch.tensor(s)[:, None] + torch.arange(L)).to(cu_seqlens.device)) for L, s in by_len.items()]
+    cu_seqlens._segment_groups = g
+    return g
+
+@torch.compiler.disable
+def varlen_sdpa(module, # the attention module (unused: its scale and dropout come as arguments)
+                query:torch.Tensor, # `(1, heads, S, head_dim)`, the whole packed sequence
+                key:torch.Tensor, # `(1, heads, S, head_dim)`
+                value:torch.Tensor, # `(1, heads, S, head_dim)`
+                attention_mask=None, # must be None: segments are the mask
+                scaling:float=None, # softmax scale
+                dropout:float=0.0, # attention dropout
+                cu_seq_lens_q:torch.Tensor=None, # cumulative segment lengths (attention stays inside each segment)
+                cu_seq_lens_k:torch.Tensor=None, # the same tensor (self-attention)
+                **kwargs, # max lengths, is_causal (False), ...: unused
+               ) -> tuple:
+    "Non-causal attention inside each segment of a packed sequence: one batched SDPA call per segment length; `((1, S, heads, head_dim), None)`."
+    if attention_mask is not None or kwargs.get('is_causal') or cu_seq_lens_q is None or (
+            cu_seq_lens_k is not None and cu_seq_lens_k is not cu_seq_lens_q and not torch.equal(cu_seq_lens_k, cu_seq_lens_q)):
+        raise ValueError(f"{VARLEN_ATTENTION} is for non-causal self-attention over cu_seqlens segments (vision towers)")
+    q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # (S, heads, d)
+    S, nh, d = q.shape
+    groups = segment_groups(cu_seq_lens_q)
+    if groups[0][1] is None:  # equal segments tiling the sequence: a reshape, no gather
+        L = groups[0][0]
+        qs, ks, vs = (t.reshape(S//L, L, nh, d).transpose(1, 2) for t in (q, k, v))
+        o = F.scaled_dot_product_attention(qs, ks, vs, dropout_p=dropout, scale=scaling)
+        return o.transpose(1, 2).reshape(1, S, nh, d), None
+    out = q.new_empty(S, nh, d)
+    for L, idx in groups:
+        qs, ks, vs = (t[idx].transpose(1, 2) for t in (q, k, v))  # (n, heads, L, d)
+        o = F.scaled_dot_product_attention(qs, ks, vs, dropout_p=dropout, scale=scaling)
+        out[idx.reshape(-1)] = o.transpose(1, 2).reshape(-1, nh, d)
+    return out[None], None
+
+def _register_attention():
+    from transformers import AttentionInterface
+    AttentionInterface.register(VARLEN_ATTENTION, varlen_sdpa)
+_register_attention()
+
+def vision_geometry(visual, # a Qwen2-VL / Qwen2.5-VL vision tower (`model.visual`)
+                    grid_thw:torch.Tensor, # `(V, 3)` from `qwen_pixels`
+                   ) -> dict:
+    "The tower's geometry-only inputs for `grid_thw` (rotary position ids, `cu_seqlens`, window index and maxima), on its device; computed once per geometry."
+    from transformers.vision_utils import get_vision_attention_seqlens, get_vision_position_ids, get_vision_window_index
+    dev = next(visual.parameters()).device
+    key = (tuple(map(tuple, grid_thw.tolist())), str(dev))
+    cache = visual.__dict__.setdefault('_clip_vlm_geometry', {})
+    if key in cache: return cache[key]
+    g = grid_thw.cpu()
+    def seqlens(cu): return dict(cu=cu.to(dev), max=int((cu[1:] - cu[:-1]).max()))
+    full = seqlens(get_vision_attention_seqlens(g, visual.config)[0])
+    out = dict(position_ids=get_vision_position_ids(g, visual.spatial_merge_size).to(dev), cu_seqlens=full['cu'],
+               max_seqlen=full['max'])
+    if getattr(visual, 'window_size', None):  # Qwen2.5-VL: window attention
+        wi, cw = get_vision_window_index(g, visual.spatial_merge_size, visual.window_size, visual.patch_size)
+        win = seqlens(cw)
+        out.update(window_index=wi.to(dev), cu_window_seqlens=win['cu'], max_window_seqlen=win['max'])
+    for k in ('cu_seqlens', 'cu_window_seqlens'):
+        if k in out: segment_groups(out[k])
+    if len(cache) >= 16: cache.pop(next(iter(cache)))
+    cache[key] = out
+    return out
+
+class vision_attention:
+    "Context manager: the vision tower's config uses attention implementation `name` inside, its own again after."
+    def __init__(self, visual, name=VARLEN_ATTENTION): self.cfg, self.name = visual.config, name
+    def __enter__(self): self.old, self.cfg._attn_implementation = self.cfg._attn_implementation, self.name
+    def __exit__(self, *exc): self.cfg._attn_implementation = self.old
+
 @torch.no_grad()
 def teacher_tokens(qwen, # Qwen-VL model (possibly quantised / peft-wrapped)
                    pixel_values:torch.Tensor, # from `qwen_pixels`
                    image_grid_thw:torch.Tensor, # from `qwen_pixels`
+                   batched:bool=True, # batched window attention (`varlen_sdpa`); False: the stock per-window calls
                   ) -> torch.Tensor:
     "Qwen-VL's merged vision tokens for each view: `(V, T, d_llm)`."
     vl = _vl(qwen)
     if not hasattr(vl, 'get_image_features'):
         raise UserError(f"{type(_base(qwen)).__name__} has no vision tower; distill needs a Qwen-VL model such as {QWEN_MODEL}")
-    dev = vl.visual.device
-    out = vl.get_image_features(pixel_values.to(dev), image_grid_thw.to(dev), return_dict=True)
-    feats = list(out.pooler_output)
+    visual = vl.visual
+    dev = visual.device
+    if not batched:
+        feats = list(vl.get_image_features(pixel_values.to(dev), image_grid_thw.to(dev), return_dict=True).pooler_output)
+    else:
+        grid = image_grid_thw.cpu()
+        with vision_attention(visual):
+            out = vl.get_image_features(pixel_values.to(dev), grid, return_dict=True, **vision_geometry(visual, grid))
+        feats = list(out.pooler_output)
     if len({tuple(f.shape) for f in feats}) != 1: raise ValueError(f"views of different sizes: {[tuple(f.shape) for f in feats]}")
     return torch.stack(feats)
+
+# %% ../nbs/03_model.ipynb #a1c0f003
+class count_sdpa(torch.overrides.TorchFunctionMode):
+    "Context manager counting calls of `F.scaled_dot_product_attention` (in `.n`) made inside it."
+    def __init__(self): super().__init__(); self.n = 0
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func is F.scaled_dot_product_attention: self.n += 1
+        return func(*args, **(kwargs or {}))
 
 # %% ../nbs/03_model.ipynb #d0a1b908
 def merge_2x2(x:torch.Tensor, # `(..., gh*gw, d)` patch tokens in raster order
@@ -488,16 +604,39 @@ def collate_lm(items:list, # dicts from `build_lm_inputs`
     return out
 
 # %% ../nbs/03_model.ipynb #148dd361
+def _row_positions(vl, types:torch.Tensor, mask:torch.Tensor, grids:torch.Tensor) -> torch.Tensor:
+    "`get_rope_index` for one row (CPU tensors), cached per layout: its token types, attention mask and image grids."
+    cache = vl.__dict__.setdefault('_clip_vlm_rope', {})
+    key = (types.to(torch.int8).numpy().tobytes(), mask.to(torch.int8).numpy().tobytes(), grids.numpy().tobytes())
+    pos = cache.get(key)
+    if pos is None:
+        pos, _ = vl.get_rope_index(torch.zeros(1, len(types), dtype=torch.long), types[None], image_grid_thw=grids,
+                                   attention_mask=mask[None])
+        if len(cache) >= 4096: cache.pop(next(iter(cache)))
+        cache[key] = pos = pos[:, 0]
+    return pos
+
 def mrope_positions(qwen, # Qwen-VL model (possibly peft-wrapped)
                     batch:dict, # from `collate_lm` (or one `build_lm_inputs` item with a batch dimension)
                    ) -> torch.Tensor:
-    "M-RoPE position ids `(3, B, L)` exactly as Qwen computes them for real images."
+    "M-RoPE position ids `(3, B, L)` exactly as Qwen's `get_rope_index` computes them, cached per sample layout; `batch['position_ids']` when present."
     vl = _vl(qwen)
     vl.rope_deltas = None
-    dev = batch['input_ids'].device
-    pos, _ = vl.get_rope_index(batch['input_ids'], batch['mm_token_type_ids'],
-                               image_grid_thw=batch['image_grid_thw'].to(dev), attention_mask=batch['attention_mask'])
-    return pos
+    if batch.get('position_ids') is not None: return batch['position_ids']
+    ids = batch['input_ids']
+    types, mask = (batch[k].cpu() for k in ('mm_token_type_ids', 'attention_mask'))  # one small copy when on a GPU
+    grids = batch['image_grid_thw'].cpu()
+    if (types > 1).any():  # videos: not cached
+        pos, _ = vl.get_rope_index(ids, batch['mm_token_type_ids'], image_grid_thw=grids.to(ids.device),
+                                   attention_mask=batch['attention_mask'])
+        return pos
+    rows, g = [], 0
+    for t, m in zip(types, mask):
+        real = t[m.bool()]
+        r = real == 1
+        n = int((r[1:] & ~r[:-1]).sum()) + int(r[:1].sum())  # image blocks in this row
+        rows.append(_row_positions(vl, t, m, grids[g:g+n])); g += n
+    return torch.stack(rows, 1).to(ids.device, non_blocking=True)
 
 def _embed(qwen, batch, vision_tokens, token_mask):
     vl = _vl(qwen)
@@ -640,16 +779,16 @@ class CLIPQwenVLM(nn.Module):
         return load_views(paths, self.image_size)
 
     def clip_features(self,
-                      views, # uint8 `(V, H, W, 3)` from `load_views`
+                      views, # uint8 `(V, H, W, 3)` from `load_views`: one sample's views, or every view of a batch
                      ) -> torch.Tensor:
-        "Frozen CLIP patch tokens `(V, N, d_clip)` of the views."
-        return clip_tokens(self.clip, clip_pixels(views, self.clip_processor).to(self.device), self.clip_layer)[0]
+        "Frozen CLIP patch tokens `(V, N, d_clip)` of the views (uint8 views go to the device, normalised there)."
+        return clip_tokens(self.clip, clip_pixels(views, self.clip_processor, self.clip.device), self.clip_layer)[0]
 
     def teacher(self,
-                views, # uint8 `(V, H, W, 3)` from `load_views`
+                views, # uint8 `(V, H, W, 3)` from `load_views`: one sample's views, or every view of a batch
                ) -> torch.Tensor:
         "The Qwen-VL vision tower's own tokens `(V, T, d_llm)` for the views (the distillation target)."
-        return teacher_tokens(self.qwen, *qwen_pixels(views, self.qwen_processor))
+        return teacher_tokens(self.qwen, *qwen_pixels(views, self.qwen_processor, _vl(self.qwen).visual.device))
 
     def lm_inputs(self,
                   cameras, # camera names of the views, in order
@@ -664,20 +803,24 @@ class CLIPQwenVLM(nn.Module):
                 items:list, # dicts from `lm_inputs`
                 padding_side:str='right', # 'right' for training, 'left' for generation
                ) -> dict:
-        "`collate_lm` with this tokenizer's pad id."
-        return collate_lm(items, self.tokenizer.pad_token_id, padding_side)
+        "`collate_lm` with this tokenizer's pad id, plus the M-RoPE `position_ids (3, B, L)` (computed on the CPU, cached per layout)."
+        batch = collate_lm(items, self.tokenizer.pad_token_id, padding_side)
+        batch['position_ids'] = mrope_positions(self.qwen, batch)
+        return batch
 
     def forward(self,
                 feats, # CLIP features: padded `(B, V, N, d_clip)` or a list of per-sample `(V_i, N, d_clip)`
                 cameras, # camera names: one list for all samples or one per sample
                 view_mask:torch.Tensor=None, # `(B, V)` for padded `feats` (default: from `cameras`)
                 lm_batch:dict=None, # LM batch from `collate` (None: return the fused tokens)
+                **kwargs, # passed on to Qwen's forward with `lm_batch` (e.g. `logits_to_keep`; tensors moved to the device)
                ):
         "Fused tokens and mask `(B, V*T, d_llm), (B, V*T)`; with `lm_batch`, Qwen's output (`.loss`, `.logits`)."
-        if isinstance(feats, (list, tuple)): feats, _ = pad_views([f.to(self.device) for f in feats])
+        if isinstance(feats, (list, tuple)): feats, _ = pad_views([f.to(self.device, non_blocking=True) for f in feats])
         tokens, mask = self.connector(feats.to(self.device), self.geometry['clip_grid'], cameras, view_mask)
         if lm_batch is None: return tokens, mask
-        return lm_forward(self.qwen, {k: v.to(self.device) for k, v in lm_batch.items()}, tokens, mask)
+        mv = lambda v: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v
+        return lm_forward(self.qwen, {k: mv(v) for k, v in lm_batch.items()}, tokens, mask, **{k: mv(v) for k, v in kwargs.items()})
 
     @torch.no_grad()
     def generate(self,
@@ -701,12 +844,18 @@ def caption_ce(model, # a `CLIPQwenVLM`, or an accelerate/DDP wrapper of one
                cameras, # camera names: one list per sample (or one list for all)
                batch:dict, # LM batch from `vlm.collate`, with `labels`
               ) -> tuple:
-    "Per-sample mean cross-entropy over the labelled tokens and their counts: `(loss (B,), n_tokens (B,))`."
-    logits = model(feats, cameras, lm_batch={k: v for k, v in batch.items() if k != 'labels'}).logits[:, :-1].float()
-    labels = batch['labels'][:, 1:].to(logits.device)
-    ce = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100, reduction='none')
-    n = (labels != -100).sum(1)
-    return ce.sum(1)/n.clamp_min(1), n
+    "Per-sample mean cross-entropy over the labelled tokens and their counts: `(loss (B,), n_tokens (B,))`; logits only where a label follows."
+    labels = batch['labels']
+    keep = torch.zeros_like(labels, dtype=torch.bool)
+    keep[:, :-1] = labels[:, 1:] != -100  # logit t predicts token t+1
+    out = model(feats, cameras, lm_batch={k: v for k, v in batch.items() if k != 'labels'}, logits_to_keep=keep)
+    logits = out.logits.float()  # (n_labelled, vocab): the LM head ran on these positions only
+    dev = logits.device
+    target = labels[:, 1:][keep[:, :-1]].to(dev)
+    ce = F.cross_entropy(logits, target, reduction='none')
+    n = keep.sum(1).to(dev)
+    rows = torch.repeat_interleave(torch.arange(len(n), device=dev), n)
+    return torch.zeros(len(n), device=dev, dtype=ce.dtype).index_add(0, rows, ce)/n.clamp_min(1), n
 
 # %% ../nbs/03_model.ipynb #4ea4da11
 @patch
@@ -799,3 +948,18 @@ def from_pretrained(cls:CLIPQwenVLM,
         raise UserError(f"{path}: saved for a {g['grid']} grid at d_llm={g['d_llm']}, but these models give {vlm.geometry['grid']} at {vlm.geometry['d_llm']}")
     vlm.metadata = cfg
     return vlm.eval()
+
+# %% ../nbs/03_model.ipynb #a1c0f013
+def compile_model(vlm, # a `CLIPQwenVLM`
+                  towers:bool=True, # compile the frozen CLIP and Qwen-VL vision blocks
+                  llm:bool=True, # compile the LLM's decoder layers
+                  **kwargs, # passed to `torch.compile` (e.g. `mode='max-autotune-no-cudagraphs'`, `dynamic=True`)
+                 ) -> list:
+    "Compile `vlm`'s repeated blocks in place with `torch.compile` (regional compilation); returns the kinds compiled."
+    vl, done = _vl(vlm.qwen), []
+    groups = dict(clip=getattr(vlm.clip, 'vision_model', vlm.clip).encoder.layers, vision=vl.visual.blocks) if towers else {}
+    if llm: groups['llm'] = vl.language_model.layers
+    for name, blocks in groups.items():
+        for b in blocks: b.compile(**kwargs)
+        done.append(name)
+    return done
