@@ -10,7 +10,7 @@ import numpy as np
 import torch, torch.nn as nn, torch.nn.functional as F
 from PIL import Image
 from fastcore.basics import patch
-from .data import CAMERAS, UserError, check_cameras, replace_dir
+from .data import CAMERAS, UserError, check_cameras, replace_dir, temp_dir_for
 
 # %% auto #0
 __all__ = ['IMAGE_SIZE', 'CLIP_MODEL', 'QWEN_MODEL', 'QWEN_TYPES', 'DEFAULT_PROMPT', 'REAL_CONFIGS', 'QUANTS', 'LORA_TARGETS',
@@ -877,7 +877,7 @@ def save_pretrained(self:CLIPQwenVLM,
     if clash: raise ValueError(f"save_pretrained: metadata keys {sorted(clash)} are reserved")
     cfg.update(metadata)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f'.{path.name}.tmp-', dir=path.parent))
+    tmp = temp_dir_for(path)  # `.NAME.tmp-PID-...`: a later run can tell an abandoned one
     try:
         (tmp/'config.json').write_text(json.dumps(cfg, indent=2, default=str))
         save_file({k: v.detach().to('cpu').contiguous() for k, v in self.connector.state_dict().items()},

@@ -11,17 +11,17 @@ import numpy as np
 import torch
 from fastcore.basics import AttrDict
 from fastcore.meta import delegates
-from .data import (MODES, DATASETS, UserError, Samples, data_args, build_samples, run_cli, run_as_module,
-                           default_cache_dir)
+from .data import (MODES, DATASETS, UserError, Samples, data_args, build_samples, check_number, check_writable_dir,
+                           default_cache_dir, recover_dir, run_as_module, run_cli, writing)
 from .model import (CLIPQwenVLM, TooLongError, QUANTS, CLIP_MODEL, QWEN_MODEL, DEFAULT_PROMPT, IMAGE_SIZE,
                             caption_ce, load_views, read_checkpoint_config)
 from .distill import FeatureCache, FrozenFeatures, distill_batch_loss
 
 # %% auto #0
-__all__ = ['lm_items', 'lm_batch_loss', 'EpochSampler', 'SampleData', 'plot_history', 'save_checkpoint', 'load_training_state',
-           'check_fit_args', 'fit_args', 'load_samples', 'load_model', 'Run', 'start_run', 'make_accelerator',
-           'batch_loss', 'lr_at', 'train_epoch', 'eval_loss', 'save_run', 'finish_run', 'fit', 'demo', 'train_parser',
-           'clip_vlm_train']
+__all__ = ['FIT_NUMBERS', 'lm_items', 'lm_batch_loss', 'EpochSampler', 'SampleData', 'plot_history', 'save_checkpoint',
+           'load_training_state', 'check_fit_args', 'fit_args', 'load_samples', 'load_model', 'Run', 'start_run',
+           'make_accelerator', 'batch_loss', 'lr_at', 'train_epoch', 'eval_loss', 'save_run', 'finish_run', 'fit',
+           'demo', 'train_parser', 'clip_vlm_train']
 
 # %% ../nbs/05_train_lm.ipynb #cb29b416
 def lm_items(vlm, # the model (its tokenizer, prompt and token grid)
@@ -68,8 +68,14 @@ class SampleData(torch.utils.data.Dataset):
     def __getitem__(self, i):
         s = self.samples[i]
         paths = list(s.views.values())
-        found = self.features.lookup(paths)
-        views = load_views(paths, self.image_size) if self.features.needs_pixels(found) else None
+        try:
+            found = self.features.lookup(paths)
+            views = load_views(paths, self.image_size) if self.features.needs_pixels(found) else None
+        except UserError as e: return dict(index=i, token=s.token, error=str(e))  # raised in the main process: one line
+        except (OSError, ValueError, SyntaxError) as e:  # what PIL raises for a damaged image
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            return dict(index=i, token=s.token, error=f"sample {s.token}: an image cannot be decoded ({first}); "
+                                                        "replace the file, or remove the sample")
         return dict(index=i, token=s.token, cameras=s.cameras, paths=paths, found=found, views=views,
                     lm=self.items[i] if self.items is not None else None)
 
@@ -141,14 +147,16 @@ def load_training_state(path) -> tuple:
     path = Path(path)
     f = path/'training_state.json'
     if not f.is_file(): raise UserError(f"--resume {path}: no training_state.json; pass a folder written by clip_vlm_train --save")
-    try:
-        state = json.loads(f.read_text())
-        opt = torch.load(path/'optimizer.pt', map_location='cpu', weights_only=True)
-        rng = load_file(path/'rng.safetensors')
-        history = [json.loads(l) for l in (path/'metrics.jsonl').read_text().splitlines() if l.strip()]
-    except (OSError, ValueError, RuntimeError) as e:
-        raise UserError(f"--resume {path}: damaged checkpoint ({str(e).splitlines()[0][:200]}); resume from another folder") from None
-    _set_rng_state(rng, state.pop('rng'))
+    def part(name, read):
+        try: return read(path/name)
+        except Exception as e:
+            why = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+            raise UserError(f"--resume {path}: {name} is damaged or missing ({why}); resume from another checkpoint folder") from None
+    state = part('training_state.json', lambda p: json.loads(p.read_text()))
+    opt = part('optimizer.pt', lambda p: torch.load(p, map_location='cpu', weights_only=True))
+    rng = part('rng.safetensors', load_file)
+    history = part('metrics.jsonl', lambda p: [json.loads(l) for l in p.read_text().splitlines() if l.strip()])
+    part('training_state.json', lambda p: _set_rng_state(rng, state.pop('rng')))
     return state, opt, history
 
 # %% ../nbs/05_train_lm.ipynb #c2a043aa
@@ -167,6 +175,14 @@ def _mixed_precision(mp:str) -> str:
     if not torch.cuda.is_available(): return 'no'
     return 'bf16' if torch.cuda.is_bf16_supported(including_emulation=False) else 'fp16'  # a T4 emulates bf16 slowly: fp16
 
+FIT_NUMBERS = dict(  # every numeric flag of `fit` and the rule `check_number` holds it to
+    epochs=dict(lo=1, integer=True), batch_size=dict(lo=1, integer=True), grad_accum=dict(lo=1, integer=True),
+    warmup=dict(lo=0, integer=True), workers=dict(lo=0, integer=True), seed=dict(lo=0, integer=True),
+    lr=dict(lo=0, lo_open=True), weight_decay=dict(lo=0), max_grad_norm=dict(lo=0), l1_weight=dict(lo=0),
+    cos_weight=dict(lo=0), lora_r=dict(lo=1, integer=True), lora_alpha=dict(lo=0, lo_open=True),
+    lora_dropout=dict(lo=0, hi=0.99), fusion_layers=dict(lo=0, integer=True), clip_layer=dict(integer=True),
+    max_length=dict(lo=1, integer=True, optional=True), max_samples=dict(lo=1, integer=True, optional=True))
+
 def check_fit_args(a:dict, # `fit`'s arguments by name
                   ) -> AttrDict:
     "Validate `fit`'s arguments (one-line `UserError`s) and return them with the view size parsed."
@@ -174,15 +190,13 @@ def check_fit_args(a:dict, # `fit`'s arguments by name
     if a.mode not in MODES: raise UserError(f"--mode: unknown mode {a.mode!r}; choose {' or '.join(MODES)}")
     if a.dataset not in DATASETS: raise UserError(f"--dataset: unknown dataset {a.dataset!r}; choose {', '.join(DATASETS)}")
     if a.qwen_quant not in QUANTS: raise UserError(f"--qwen-quant {a.qwen_quant}: choose one of {', '.join(QUANTS)}")
-    for flag, lo in (('epochs', 1), ('batch_size', 1), ('grad_accum', 1), ('warmup', 0), ('workers', 0)):
-        v = a[flag]
-        if not isinstance(v, int) or v < lo: raise UserError(f"--{flag.replace('_', '-')} {v}: must be an integer >= {lo}")
-    if not (a.lr > 0 and math.isfinite(a.lr)): raise UserError(f"--lr {a.lr}: must be a positive number")
+    for k, rule in FIT_NUMBERS.items(): a[k] = check_number('--' + k.replace('_', '-'), a[k], **rule)
     if a.mode == 'distill' and a.use_lora:
         raise UserError("--use-lora trains the LLM, which --mode distill never runs; drop --use-lora or use --mode lm")
-    if a.save is not None and Path(a.save).exists() and not Path(a.save).is_dir():
-        raise UserError(f"--save {a.save}: exists and is not a folder; choose a folder path")
+    for flag, folder in (('--save', a.save), ('--cache-dir', a.cache_dir)):
+        if folder is not None: check_writable_dir(folder, flag)  # before any model loads, not after an epoch
     if a.resume is not None:
+        recover_dir(a.resume)  # a run killed in the middle of a checkpoint swap: bring the complete copy back
         if not Path(a.resume).is_dir(): raise UserError(f"--resume {a.resume}: no such checkpoint folder")
         ck = read_checkpoint_config(a.resume)
         if ck.get('mode') not in (None, a.mode):
@@ -240,6 +254,10 @@ def load_samples(a:AttrDict, # the run's arguments (`fit_args`)
     samples = build_samples(mode=a.mode, **flags)
     if main: samples.show_summary()
     if a.dry_run: return samples, None
+    dropped = samples.summary.get('dropped', {})
+    if len(samples) == 0 and a.split != 'all' and samples.summary.get('in_split') == 0:
+        raise UserError(f"--split {a.split}: none of the {dropped.get('outside_split', 0)} samples is in the official {a.split} "
+                        "scenes; choose another --split, or --split all")
     if len(samples) == 0:
         raise UserError(f"no samples left to train on ({json.dumps(samples.summary.get('dropped', {}))}); "
                         + ("lm mode needs captioned samples: check --captions / --nuinteract-dir" if a.mode == 'lm' else "check the dataset flags"))
@@ -287,7 +305,9 @@ def start_run(a:AttrDict, # the run's arguments (`fit_args`)
     if a.mode == 'lm':
         samples, items, too_long = lm_items(vlm, samples, a.max_length)
         if too_long and main: print(f"dropped {too_long} samples longer than max_length (too_long)")
-        if not samples: raise UserError(f"every sample is longer than --max-length {a.max_length}; raise it or use fewer --cameras")
+        if not samples:
+            limit = f"--max-length {a.max_length}" if a.max_length else "the model's context"
+            raise UserError(f"every sample is longer than {limit}; " + ("raise it or " if a.max_length else '') + "use fewer --cameras")
         if val is not None: val, val_items, _ = lm_items(vlm, val, a.max_length)
     feats = FrozenFeatures(vlm, FeatureCache(Path(a.cache_dir)/'features') if a.cache_dir else None, teacher=(a.mode == 'distill'))
     loader = torch.utils.data.DataLoader(SampleData(samples, feats, items, vlm.image_size), batch_size=a.batch_size,
@@ -320,6 +340,8 @@ def batch_loss(run:Run, # the run (mode, model, frozen features)
                batch:list, # items of `SampleData`
               ) -> tuple:
     "Loss of one batch in the run's mode, its frozen features completed first: `(loss, parts)`."
+    err = next((it['error'] for it in batch if 'error' in it), None)
+    if err: raise UserError(err)
     fl, tl = [], []
     for it in batch:
         c, t = run.feats.complete(it['paths'], it['found'], it['views'])
@@ -399,9 +421,10 @@ def save_run(run:Run, # the run
     "Checkpoint phase: every process waits, the main one writes `args.save` atomically."
     run.acc.wait_for_everyone()
     if run.main:
-        save_checkpoint(run.args.save, run.acc.unwrap_model(run.model), run.opt,
-                        dict(epoch=run.epoch, step=run.step, args=run.args.record), run.history,
-                        dict(mode=run.args.mode, training_args=run.args.record))
+        with writing(Path(run.args.save).parent, f"write the checkpoint {run.args.save}"):
+            save_checkpoint(run.args.save, run.acc.unwrap_model(run.model), run.opt,
+                            dict(epoch=run.epoch, step=run.step, args=run.args.record), run.history,
+                            dict(mode=run.args.mode, training_args=run.args.record))
 
 def finish_run(run:Run, # the run
               ) -> tuple:
