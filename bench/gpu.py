@@ -141,7 +141,7 @@ def bench(a) -> list:
     cap_gb = getattr(a, 'gpu_mem_gb', 80)
     if cuda and cap_gb:  # emulate an 80 GB card on a bigger one: the allocator refuses beyond the cap
         total = torch.cuda.get_device_properties(dev).total_memory
-        torch.cuda.set_per_process_memory_fraction(min(1.0, cap_gb*1e9/total), dev)
+        torch.cuda.set_per_process_memory_fraction(min(1.0, cap_gb*1e9/total), torch.device(dev).index or 0)
     small = a.quick or not cuda
     tower_batches = [1, 2] if small else [1, 8, 16]
     lm_batches = [1, 2] if small else [1, 8, 16, 32, 48, 64]
