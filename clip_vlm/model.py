@@ -118,7 +118,7 @@ def load_view(path, # image file (JPEG for the fast path; any format PIL reads)
             return np.asarray(im.resize((W, H), Image.Resampling.BICUBIC, box=box))
     except (OSError, SyntaxError, ValueError) as e:
         raise UserError(f"cannot read image {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}; "
-                        "re-download the file or drop the sample with --require-files") from None
+                        "replace the file, or remove its sample from the data") from None
 
 def load_views(paths, # image files of one sample, in camera order
                size=IMAGE_SIZE, # (height, width) of every view
@@ -190,7 +190,10 @@ def _first_line(e):
 
 def _load(fn, model_id, flag, **kw):
     "Call a `from_pretrained`-style `fn`; a failure becomes a one-line `UserError` naming `flag` and `model_id`."
-    try: return fn(str(model_id), **kw)
+    m = str(model_id)
+    if m.startswith(('/', '.', '~')) and not Path(m).expanduser().exists():  # a local folder, not a hub id
+        raise UserError(f"{flag} {model_id}: no such folder; pass the folder of a downloaded model, or a hub id")
+    try: return fn(m, **kw)
     except (OSError, ValueError, KeyError) as e:
         raise UserError(f"{flag} {model_id}: cannot load it ({_first_line(e)}); check the name, or download the model "
                         f"(e.g. `hf download {model_id} --local-dir DIR`) and pass the folder: {flag} DIR") from None
