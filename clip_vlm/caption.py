@@ -490,7 +490,7 @@ def report_markdown(res:dict, # `evaluate`'s result
     head = [f"Evaluated {res['samples']} samples against {res['references']} reference captions"
             f" (CIDEr-D's document frequencies come from these references, so CIDEr-D compares only within this set)."
             f" Greedy captions, at most {res['generation']['max_new_tokens']} new tokens; caption loss is teacher-forced on"
-            f" the references; caption metrics 0-100; tokenizer: {m.get('tokenizer') or 'none'}."]
+            f" the references; caption metrics x100 (0-100, CIDEr-D 0-1000); tokenizer: {m.get('tokenizer') or 'none'}."]
     head += [f"{k}: {v}." for k, v in (m.get('notes') or {}).items()]
     head += [f"- **{k}**: {v}" for k, v in res['systems'].items()]
     lines = ['| metric | ' + ' | '.join(systems) + ' |', '|---|' + '---:|'*len(systems)]
@@ -606,7 +606,7 @@ def evaluate(vlm, # a `CLIPQwenVLM` (e.g. from `load_checkpoint`)
                                batch_size=int(batch_size), image_size=list(vlm.image_size)),
                metrics=dict(loss='mean over samples of the mean CE on caption + <|im_end|> tokens',
                             bleu4=f"sacrebleu corpus BLEU ({sc['bleu_signature']})",
-                            rouge_l='rouge-score rougeL F1 (stemmed), mean over samples', scale='0-100 for every caption metric',
+                            rouge_l='rouge-score rougeL F1 (stemmed), mean over samples', scale='x100: 0-100 for every caption metric, 0-1000 for CIDEr-D',
                             rows=('pycocoevalcap BLEU-1..4 (closest reference length), METEOR 1.5, ROUGE-L (beta 1.2) and '
                                   'CIDEr-D (sigma 6, clipped, x10) on one PTB tokenisation, x100; CIDEr-D document '
                                   f'frequencies from the {m0["references"]} references of the {len(scored)} evaluated samples; '
