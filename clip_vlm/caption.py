@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_caption.ipynb #6d3ed431
 from __future__ import annotations
-import json, math, re, sys, textwrap, time, warnings
+import contextlib, io, json, math, re, subprocess, sys, textwrap, time, warnings
 from datetime import datetime, timezone
 from pathlib import Path
 import torch
@@ -14,9 +14,13 @@ from tqdm.auto import tqdm
 from .data import CAMERAS, UserError, Sample, Samples, build_samples, check_cameras, data_args, format_summary
 from .data import given, need, run_as_module, run_cli, show_sample, write_atomic
 from .model import IM_END, QUANTS, CLIPQwenVLM, TooLongError, caption_ce, package_versions, read_checkpoint_config, resolve_device
+from .model import lm_forward, lm_generate, pad_views
 
 # %% auto #0
-__all__ = ['load_checkpoint', 'generation_kwargs', 'caption_samples', 'caption_images', 'caption_scores', 'caption_losses',
+__all__ = ['PTB_PUNCTUATION', 'COCO_METRICS', 'DRIVELM', 'SACREBLEU4', 'SYSTEMS', 'BASELINES', 'SYSTEM_TEXT', 'load_checkpoint',
+           'generation_kwargs', 'caption_samples', 'caption_images', 'caption_scores', 'ptb_tokenize', 'coco_scores',
+           'caption_losses', 'check_baselines', 'derangement', 'vision_tokens', 'system_losses', 'system_captions',
+           'reference_parts', 'split_by_view', 'report_table', 'report_markdown', 'plt_close', 'report_figure',
            'evaluate', 'show_caption', 'clip_vlm_caption']
 
 # %% ../nbs/06_caption.ipynb #660f1cbc
@@ -158,6 +162,126 @@ def caption_scores(captions:list, # generated captions
     rl = [sc.score(r, c)['rougeL'].fmeasure*100 for c, r in zip(captions, references)]
     return dict(bleu4=b, rouge_l=sum(rl)/len(rl), rouge_l_per_sample=rl, bleu_signature=str(bleu.get_signature()))
 
+# %% ../nbs/06_caption.ipynb #7c9e932f
+PTB_PUNCTUATION = ("''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-", ".", "?", "!", ",", ":", "-", "--", "...", ";")
+_BREAKS = re.compile('[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]')
+_CONTROL = re.compile('[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f]')
+_CLITIC = re.compile(r"^(.+?)(n't|'s|'re|'ve|'ll|'d|'m)$")
+_BRACKETS = {'(': '-lrb-', ')': '-rrb-', '[': '-lsb-', ']': '-rsb-', '{': '-lcb-', '}': '-rcb-'}
+
+def _clean(t:str) -> str:
+    "One line of printable text: line breaks and tabs become spaces, control characters go."
+    return _CONTROL.sub('', _BREAKS.sub(' ', str(t).replace('\t', ' ')))
+
+def _ptb_python(t:str) -> str:
+    "Pure-Python stand-in for the PTB tokenizer with coco-caption's options and punctuation removal."
+    t = _clean(t).lower().replace('"', ' ')
+    for k, v in _BRACKETS.items(): t = t.replace(k, f' {v} ')
+    out = []
+    for w in t.split():
+        head, tail = [], []
+        while w and w[0] in "`'": head.append(w[0]); w = w[1:]
+        while w and (w[-1] in ".,;:!?'" and not (w.endswith("'") and _CLITIC.match(w))):
+            tail.insert(0, w[-1]); w = w[:-1]
+        m = _CLITIC.match(w) if w else None
+        out += head + ([m[1], m[2]] if m else [w] if w else []) + tail
+    drop = {p.lower() for p in PTB_PUNCTUATION if not p.startswith('-')} | {'-', '--', '...'}
+    return ' '.join(w for w in out if w not in drop and set(w) != {'.'})
+
+def _ptb_java(texts:list) -> list:
+    "coco-caption's PTB tokenisation: Stanford CoreNLP's PTBTokenizer (the jar pycocoevalcap ships), lower-cased, punctuation removed."
+    import shutil
+    from pycocoevalcap.tokenizer import ptbtokenizer as ptb
+    java = shutil.which('java')
+    if java is None: raise RuntimeError('java is not installed')
+    jar = Path(ptb.__file__).parent/ptb.STANFORD_CORENLP_3_4_1_JAR
+    lines = [_clean(t) for t in texts]
+    r = subprocess.run([java, '-cp', str(jar), 'edu.stanford.nlp.process.PTBTokenizer', '-preserveLines', '-lowerCase'],
+                       input='\n'.join(lines) + '\n', capture_output=True, text=True, encoding='utf-8', timeout=600)
+    out = r.stdout.split('\n')
+    if out and out[-1] == '': out = out[:-1]
+    if r.returncode or len(out) != len(lines):
+        raise RuntimeError(f'PTBTokenizer failed (exit {r.returncode}, {len(out)} lines for {len(lines)}): {r.stderr.strip()[-200:]}')
+    return [' '.join(w for w in l.rstrip().split(' ') if w and w not in ptb.PUNCTUATIONS) for l in out]
+
+def ptb_tokenize(texts:list, # captions (any text)
+                 backend:str='auto', # 'java' (Stanford PTBTokenizer, as coco-caption), 'python' (the stand-in) or 'auto'
+                ) -> tuple:
+    "Tokenise `texts` as the COCO caption evaluation does: `(list of space-joined tokens, backend used)`."
+    if backend not in ('auto', 'java', 'python'): raise ValueError(f"ptb_tokenize: unknown backend {backend!r}")
+    if backend != 'python':
+        try: return _ptb_java(list(texts)), 'java'
+        except (RuntimeError, ImportError, OSError, subprocess.SubprocessError) as e:
+            if backend == 'java': raise UserError(f"the PTB tokenizer cannot run ({_one_line(e)}); install Java and clip_vlm[eval]") from None
+    return [_ptb_python(t) for t in texts], 'python'
+
+def _one_line(e) -> str:
+    s = str(e).strip()
+    return s.splitlines()[0][:200] if s else type(e).__name__
+
+# %% ../nbs/06_caption.ipynb #c41d9231
+COCO_METRICS = ('BLEU-1', 'BLEU-2', 'BLEU-3', 'BLEU-4', 'METEOR', 'ROUGE-L', 'CIDEr-D')
+DRIVELM = 'DriveLM language score'
+SACREBLEU4 = 'BLEU-4 (sacrebleu 13a)'
+
+def _refs(r) -> list:
+    refs = [r] if isinstance(r, str) else [str(x) for x in r]
+    if not refs: raise ValueError("a sample has no reference caption")
+    return refs
+
+def _meteor(gts:dict, res:dict):
+    "pycocoevalcap's METEOR 1.5 (Java): `(score, per-sample scores)`."
+    from pycocoevalcap.meteor.meteor import Meteor
+    m = Meteor()
+    try: return m.compute_score(gts, {k: [v[0].replace('|||', '')] for k, v in res.items()})
+    finally:  # end the Java process now rather than whenever the wrapper is garbage-collected
+        p = m.meteor_p
+        for f in (p.stdin, p.stdout, p.stderr): f.close()
+        p.kill(); p.wait()
+
+def coco_scores(captions:list, # generated captions
+                references:list, # reference caption(s) of each sample: a string or a list of strings
+                meteor=None, # METEOR: None when Java is there, True required, False skipped
+                tokenizer:str='auto', # `ptb_tokenize` backend
+               ) -> dict:
+    "BLEU-1..4, METEOR, ROUGE-L and CIDEr-D as pycocoevalcap computes them (one PTB tokenisation), DriveLM's language score and sacrebleu's BLEU-4; 0-100."
+    import shutil
+    try:
+        from pycocoevalcap.bleu.bleu import Bleu
+        from pycocoevalcap.cider.cider import Cider
+        from pycocoevalcap.rouge.rouge import Rouge
+    except ImportError: raise UserError("the caption metrics need pycocoevalcap: pip install 'clip_vlm[eval]'") from None
+    from sacrebleu.metrics import BLEU
+    captions, references = [str(c) for c in captions], [_refs(r) for r in references]
+    if len(captions) != len(references): raise ValueError(f"{len(captions)} captions for {len(references)} references")
+    if not captions: raise UserError("no captions to score")
+    toks, backend = ptb_tokenize(captions + [x for r in references for x in r], tokenizer)
+    res = {str(i): [toks[i]] for i in range(len(captions))}
+    it = iter(toks[len(captions):])
+    gts = {str(i): [next(it) for _ in r] for i, r in enumerate(references)}
+    per, out, notes = {}, {}, {}
+    b, bs = Bleu(4).compute_score(gts, res, verbose=0)
+    for n in range(4): out[f'BLEU-{n+1}'], per[f'BLEU-{n+1}'] = b[n], list(bs[n])
+    java = shutil.which('java') is not None
+    if meteor is True and not java: raise UserError("METEOR needs Java: install a JRE (e.g. apt-get install default-jre-headless) or skip METEOR")
+    if meteor is False: notes['METEOR'] = 'skipped (not asked for)'
+    elif not java: notes['METEOR'] = 'skipped: Java is not installed'
+    else:
+        out['METEOR'], ms = _meteor(gts, res)
+        per['METEOR'] = [float(x) for x in ms]
+    out['ROUGE-L'], rl = Rouge().compute_score(gts, res)
+    out['CIDEr-D'], cd = Cider().compute_score(gts, res)
+    per['ROUGE-L'], per['CIDEr-D'] = [float(x) for x in rl], [float(x) for x in cd]
+    out[DRIVELM] = sum(out[f'BLEU-{n}'] for n in range(1, 5))/4/3 + out['ROUGE-L']/3 + out['CIDEr-D']/10/3
+    scores = {k: float(out[k])*100 for k in (*COCO_METRICS, DRIVELM) if k in out}
+    n_refs = max(len(r) for r in references)
+    bleu = BLEU()
+    ref_streams = [[r[i] if i < len(r) else r[0] for r in references] for i in range(n_refs)]  # a repeated reference changes nothing
+    scores[SACREBLEU4] = bleu.corpus_score(captions, ref_streams).score
+    return dict(scores=scores, per_sample={k: [x*100 for x in v] for k, v in per.items()},
+                samples=len(captions), references=sum(map(len, references)), tokenizer=backend, notes=notes,
+                sacrebleu_signature=str(bleu.get_signature()))
+
 # %% ../nbs/06_caption.ipynb #05849ae1
 @torch.no_grad()
 def caption_losses(vlm, # a `CLIPQwenVLM`
@@ -185,7 +309,244 @@ def caption_losses(vlm, # a `CLIPQwenVLM`
     finally: vlm.train(was)
     return losses, too_long
 
+# %% ../nbs/06_caption.ipynb #8896b6a4
+SYSTEMS = ('matched', 'teacher', 'blind', 'shuffled')
+BASELINES = SYSTEMS[1:]
+SYSTEM_TEXT = dict(matched="the checkpoint: the connector's tokens of the sample's own views",
+                   teacher="stock Qwen-VL: its own vision tower on the same views (no connector, no LoRA)",
+                   blind="the checkpoint's LLM with zeros in the image placeholders (no image content)",
+                   shuffled="the connector's tokens of another evaluated sample (a fixed derangement)")
+
+def check_baselines(baselines, # None, a comma-separated string ('teacher,blind') or a list of names
+                   ) -> list:
+    "The baseline names asked for, validated, in `BASELINES` order; `[]` for none."
+    if baselines is None or (not isinstance(baselines, str) and not list(baselines)): return []
+    items = baselines.split(',') if isinstance(baselines, str) else [x for b in baselines for x in str(b).split(',')]
+    names = [x.strip() for x in items if x.strip()]
+    bad = [x for x in names if x not in BASELINES]
+    if bad: raise UserError(f"--baselines {bad[0]}: unknown baseline; choose from {','.join(BASELINES)}")
+    if not names: raise UserError(f"--baselines: no baseline named; choose from {','.join(BASELINES)}")
+    return [b for b in BASELINES if b in names]
+
+def derangement(samples, # the evaluated `Sample`s
+               ) -> list:
+    "For each sample, the index of the sample whose connector tokens `shuffled` uses: half-way round its camera group."
+    samples, groups = list(samples), {}
+    for i, s in enumerate(samples): groups.setdefault(tuple(_views(s)), []).append(i)
+    perm = [None]*len(samples)
+    for cams, idx in groups.items():
+        if len(idx) < 2:
+            raise UserError(f"--baselines shuffled needs at least two evaluated samples with the same cameras; "
+                            f"{len(idx)} sample has {' '.join(cams)}; evaluate on more samples or drop shuffled")
+        k = len(idx)//2
+        for j, i in enumerate(idx): perm[i] = idx[(j + k) % len(idx)]
+    return perm
+
+# %% ../nbs/06_caption.ipynb #38db04f2
+def _stack(per:list) -> tuple:
+    "Per-sample view tokens `(V_i, T, d)` -> `(B, Vmax*T, d)` and the mask of real views' tokens, as the connector returns them."
+    x, vm = pad_views(per)
+    B, V, T, d = x.shape
+    return x.reshape(B, V*T, d), vm[:, :, None].expand(B, V, T).reshape(B, V*T)
+
+@torch.no_grad()
+def vision_tokens(vlm, # a `CLIPQwenVLM`
+                  system:str, # one of `SYSTEMS`
+                  batch:list, # `Sample`s
+                  partners:list=None, # for 'shuffled': the samples whose views stand in (same cameras), one per sample
+                 ) -> tuple:
+    "What `system` writes into the image placeholders of `batch`: `(tokens (B, V*T, d_llm), mask (B, V*T))`."
+    cams = [list(_views(s)) for s in batch]
+    if system == 'matched':
+        feats, _ = _features(vlm, batch)
+        return vlm(feats, cams)
+    if system == 'shuffled':
+        if partners is None or len(partners) != len(batch): raise ValueError("shuffled: one partner sample per sample needed")
+        if [list(_views(p)) for p in partners] != cams: raise ValueError("shuffled: a partner sample has other cameras")
+        feats, _ = _features(vlm, partners)
+        return vlm(feats, cams)
+    if system == 'blind':
+        T, d = vlm.geometry['tokens_per_view'], vlm.geometry['d_llm']
+        return _stack([torch.zeros(len(c), T, d, device=vlm.device) for c in cams])
+    if system == 'teacher': return _stack([vlm.teacher(vlm.load_views(list(_views(s).values()))) for s in batch])
+    raise ValueError(f"unknown system {system!r}; choose from {', '.join(SYSTEMS)}")
+
+def _llm(vlm, system):
+    "The stock model (LoRA adapter switched off) for the teacher; the checkpoint's LLM otherwise."
+    if system == 'teacher' and hasattr(vlm.qwen, 'disable_adapter'): return vlm.qwen.disable_adapter()
+    return contextlib.nullcontext()
+
+def _system_batches(vlm, samples, system, partners, batch_size, what, progress):
+    "Batches `(samples, cameras, tokens, mask)` for `system`, with the right LLM and eval mode around them."
+    samples = list(samples)
+    if system == 'shuffled' and (partners is None or len(partners) != len(samples)): raise ValueError("shuffled: one partner sample per sample needed")
+    was = vlm.training
+    vlm.eval()
+    try:
+        with _llm(vlm, system):
+            for idx in tqdm(list(_batches(list(range(len(samples))), batch_size)), desc=f'{what} ({system})', unit='batch', disable=not progress):
+                batch = [samples[i] for i in idx]
+                tokens, mask = vision_tokens(vlm, system, batch, [partners[i] for i in idx] if system == 'shuffled' else None)
+                yield batch, [list(_views(s)) for s in batch], tokens, mask
+    finally: vlm.train(was)
+
+@torch.no_grad()
+def system_losses(vlm, # a `CLIPQwenVLM`
+                  samples, # `Sample`s with reference captions
+                  system:str='matched', # one of `SYSTEMS`
+                  partners:list=None, # for 'shuffled': the stand-in sample of each sample (`derangement`)
+                  batch_size:int=4, # samples per forward
+                  progress:bool=True, # show a progress bar
+                 ) -> dict:
+    "Per-sample caption loss (`caption_ce`, as `caption_losses`) with `system`'s tokens in the placeholders: dict token -> loss."
+    _check_counts(1, batch_size)
+    out = {}
+    for batch, cams, tokens, mask in _system_batches(vlm, samples, system, partners, batch_size, 'caption loss', progress):
+        for s in batch:
+            if s.caption is None: raise UserError(f"sample {s.token}: no reference caption to score")
+        lb = vlm.collate([vlm.lm_inputs(c, s.caption) for c, s in zip(cams, batch)])
+        def forward(feats, cameras, lm_batch): return lm_forward(vlm.qwen, {k: v.to(vlm.device) for k, v in lm_batch.items()}, tokens, mask)
+        per, _ = caption_ce(forward, None, cams, lb)
+        out.update({s.token: l for s, l in zip(batch, per.tolist())})
+    return out
+
+@torch.no_grad()
+def system_captions(vlm, # a `CLIPQwenVLM`
+                    samples, # `Sample`s
+                    system:str='matched', # one of `SYSTEMS`
+                    partners:list=None, # for 'shuffled': the stand-in sample of each sample (`derangement`)
+                    max_new_tokens:int=128, # longest caption
+                    batch_size:int=4, # samples per `generate` call
+                    progress:bool=True, # show a progress bar
+                   ) -> dict:
+    "Greedy captions (the settings of `caption_samples`) with `system`'s tokens in the placeholders: dict token -> caption."
+    _check_counts(max_new_tokens, batch_size)
+    kw, out = generation_kwargs(vlm), {}
+    for batch, cams, tokens, mask in _system_batches(vlm, samples, system, partners, batch_size, 'captioning', progress):
+        lb = vlm.collate([vlm.lm_inputs(c) for c in cams], 'left')
+        texts = lm_generate(vlm.qwen, vlm.tokenizer, {k: v.to(vlm.device) for k, v in lb.items()}, tokens, mask, int(max_new_tokens), **kw)
+        out.update({s.token: t.strip() for s, t in zip(batch, texts)})
+    return out
+
+# %% ../nbs/06_caption.ipynb #99ad9622
+def reference_parts(samples, # `Samples` from `build_samples` (their `summary` says where the captions came from)
+                   ) -> dict:
+    "Per-camera parts of `per_view_concat` references, read back from the NuInteract rows: dict token -> {camera: text}."
+    summ = getattr(samples, 'summary', None) or {}
+    if summ.get('source') != 'nuinteract' or summ.get('strategy') != 'per_view_concat': return {}
+    from clip_vlm.nuinteract import read_nuinteract, _caption_dict
+    rows, _ = read_nuinteract(summ['nuinteract_dir'])
+    src = summ.get('caption_source') or 'gpt'
+    out = {}
+    for s in samples:
+        for row in rows.get(s.token, ()):
+            for c in (_caption_dict(row, x) for x in (('gpt', 'gemini') if src == 'auto' else (src,))):
+                parts = {cam: c[cam] for cam in _views(s) if cam in c}
+                if parts and ' '.join(parts.values()) == s.caption: out[s.token] = parts; break
+            if s.token in out: break
+    return out
+
+def _overlap_f1(a:list, b:list) -> float:
+    from collections import Counter
+    if not a or not b: return 0.
+    n = sum((Counter(a) & Counter(b)).values())
+    return 2*n/(len(a) + len(b))
+
+def split_by_view(caption:str, # a generated caption (cameras' parts joined, no markers)
+                  parts:dict, # camera -> reference part, in caption order
+                 ) -> dict:
+    "Cut `caption` at sentence ends into one (possibly empty) consecutive piece per camera, maximising the summed word-overlap F1 with the parts."
+    sents = [x for x in re.split(r'(?<=[.!?])\s+', caption.strip()) if x]
+    words = [_ptb_python(x).split() for x in sents]
+    refs = [_ptb_python(p).split() for p in parts.values()]
+    S, V = len(sents), len(refs)
+    best = [[-1.]*(S+1) for _ in range(V+1)]; cut = [[0]*(S+1) for _ in range(V+1)]
+    best[0][0] = 0.
+    for k in range(1, V+1):
+        for j in range(S+1):
+            for i in range(j+1):
+                if best[k-1][i] < 0: continue
+                v = best[k-1][i] + _overlap_f1(sum(words[i:j], []), refs[k-1])
+                if v > best[k][j]: best[k][j], cut[k][j] = v, i
+    pieces, j = [], S
+    for k in range(V, 0, -1): i = cut[k][j]; pieces.insert(0, ' '.join(sents[i:j])); j = i
+    return dict(zip(parts, pieces))
+
+# %% ../nbs/06_caption.ipynb #8f891b00
+def _fmt(v): return '' if v is None else f'{v:.3f}' if abs(v) < 10 else f'{v:.2f}'
+
+def report_table(res:dict, # `evaluate`'s result
+                ) -> tuple:
+    "The report's rows as a table: `(metric names, system names, {(metric, system): value})`."
+    systems = list(dict.fromkeys(r['system'] for r in res['rows']))
+    mets = list(dict.fromkeys(r['metric'] for r in res['rows']))
+    return mets, systems, {(r['metric'], r['system']): r['value'] for r in res['rows']}
+
+def report_markdown(res:dict, # `evaluate`'s result
+                   ) -> str:
+    "The evaluation as Markdown: what was evaluated, one row per metric, one column per system, and the per-camera table."
+    mets, systems, val = report_table(res)
+    m = res['metrics']
+    head = [f"Evaluated {res['samples']} samples against {res['references']} reference captions"
+            f" (CIDEr-D's document frequencies come from these references, so CIDEr-D compares only within this set)."
+            f" Greedy captions, at most {res['generation']['max_new_tokens']} new tokens; caption loss is teacher-forced on"
+            f" the references; caption metrics x100 (0-100, CIDEr-D 0-1000); tokenizer: {m.get('tokenizer') or 'none'}."]
+    head += [f"{k}: {v}." for k, v in (m.get('notes') or {}).items()]
+    head += [f"- **{k}**: {v}" for k, v in res['systems'].items()]
+    lines = ['| metric | ' + ' | '.join(systems) + ' |', '|---|' + '---:|'*len(systems)]
+    lines += [f'| {k} | ' + ' | '.join(_fmt(val.get((k, s))) for s in systems) + ' |' for k in mets]
+    out = '\n'.join(head) + '\n\n' + '\n'.join(lines)
+    if res.get('per_view'):
+        pv = res['per_view']
+        cams = list(dict.fromkeys(r['camera'] for r in pv))
+        cols = [(c, s) for c in cams for s in systems if any(r['camera'] == c and r['system'] == s for r in pv)]
+        v = {(r['metric'], r['camera'], r['system']): r['value'] for r in pv}
+        n = {r['camera']: r['samples'] for r in pv}
+        lines = ['| metric | ' + ' | '.join(f'{c} {s} (n={n[c]})' for c, s in cols) + ' |', '|---|' + '---:|'*len(cols)]
+        lines += [f'| {k} | ' + ' | '.join(_fmt(v.get((k, c, s))) for c, s in cols) + ' |'
+                  for k in dict.fromkeys(r['metric'] for r in pv)]
+        out += '\n\nPer camera (per_view_concat references cut into their camera parts):\n\n' + '\n'.join(lines)
+    return out
+
+def plt_close(fig):
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+
+def report_figure(res:dict, # `evaluate`'s result
+                 ):
+    "Bar chart of the report: caption loss on the left, caption metrics (0-100) on the right, one bar per system."
+    import matplotlib.pyplot as plt
+    mets, systems, val = report_table(res)
+    caps = [k for k in mets if k != 'caption loss']
+    fig, (a0, a1) = plt.subplots(1, 2, figsize=(12, 4), gridspec_kw=dict(width_ratios=[1, max(3, len(caps))]))
+    w = 0.8/len(systems)
+    for i, s in enumerate(systems):
+        a0.bar(i, val.get(('caption loss', s), 0), color=f'C{i}', label=s)
+        a1.bar([j + (i - (len(systems)-1)/2)*w for j in range(len(caps))], [val.get((k, s)) or 0 for k in caps], w, color=f'C{i}', label=s)
+    a0.set_xticks(range(len(systems)), systems, rotation=30); a0.set_title('caption loss (lower is better)')
+    a1.set_xticks(range(len(caps)), caps, rotation=30, ha='right'); a1.set_title('caption metrics, 0-100 (higher is better)')
+    a1.legend(fontsize=8)
+    fig.suptitle(f"{res['samples']} samples, {res['references']} references", fontsize=10)
+    fig.tight_layout()
+    return fig
+
 # %% ../nbs/06_caption.ipynb #feec2c09
+def _mean(xs): xs = list(xs); return sum(xs)/len(xs)
+
+def _have_coco() -> bool:
+    import importlib.util
+    return importlib.util.find_spec('pycocoevalcap') is not None
+
+def _metrics(captions, references, meteor):
+    "`coco_scores`, or sacrebleu's BLEU-4 alone (with a note) when pycocoevalcap is not installed."
+    if _have_coco(): return coco_scores(captions, references, meteor)
+    from sacrebleu.metrics import BLEU
+    bleu = BLEU()
+    return dict(scores={SACREBLEU4: bleu.corpus_score(list(captions), [list(references)]).score}, per_sample={},
+                samples=len(captions), references=len(references), tokenizer=None,
+                notes={'COCO metrics': "skipped: pycocoevalcap is not installed (pip install 'clip_vlm[eval]')"},
+                sacrebleu_signature=str(bleu.get_signature()))
+
 def evaluate(vlm, # a `CLIPQwenVLM` (e.g. from `load_checkpoint`)
              samples, # validation `Sample`s with reference captions (e.g. `build_samples(..., split='val')`)
              batch_size:int=4, # samples per forward / `generate` call
@@ -193,38 +554,86 @@ def evaluate(vlm, # a `CLIPQwenVLM` (e.g. from `load_checkpoint`)
              max_length:int=None, # longest LM input; longer samples are skipped and counted
              out=None, # file to write (default `<checkpoint>/eval.json` when loaded with `load_checkpoint`; False: none)
              progress:bool=True, # show progress bars
+             baselines=None, # also evaluate these on the same samples: 'teacher,blind,shuffled' or a list (None: none)
+             meteor=None, # METEOR: None when Java is there, True required, False skipped
             ) -> dict:
-    "Mean caption loss, BLEU-4 and ROUGE-L of greedy captions on `samples`; written to `<checkpoint>/eval.json`."
+    "Caption loss and caption metrics of greedy captions on `samples`, optionally beside baselines; `eval.json`, `.md` and `.png`."
     _check_counts(max_new_tokens, batch_size)
+    baselines = check_baselines(baselines)
     summary, samples = getattr(samples, 'summary', None), list(samples)
     no_cap = [s.token for s in samples if s.caption is None]
     have = [s for s in samples if s.caption is not None]
     if not have: raise UserError("evaluate: no sample has a reference caption; evaluate on captioned samples (lm mode)")
+    if 'shuffled' in baselines: derangement(have)  # fail before any model work
     t0 = time.time()
     losses, too_long = caption_losses(vlm, have, batch_size, max_length, progress)
     scored = [s for s in have if s.token in losses]
     if not scored: raise UserError(f"evaluate: all {len(have)} samples are longer than max_length={max_length}")
     gen = caption_samples(vlm, scored, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
     sc = caption_scores([gen[s.token] for s in scored], [s.caption for s in scored])
+    runs = {'matched': dict(losses=losses, captions=gen)}
+    partners = None
+    if 'shuffled' in baselines: partners = [scored[i] for i in derangement(scored)]
+    for b in baselines:
+        runs[b] = dict(losses=system_losses(vlm, scored, b, partners, batch_size, progress),
+                       captions=system_captions(vlm, scored, b, partners, max_new_tokens, batch_size, progress))
+    refs = [s.caption for s in scored]
+    rows, metrics = [], {}
+    for name, r in runs.items():
+        m = metrics[name] = _metrics([r['captions'][s.token] for s in scored], refs, meteor)
+        rows.append(dict(system=name, metric='caption loss', value=_mean(r['losses'][s.token] for s in scored)))
+        rows += [dict(system=name, metric=k, value=v) for k, v in m['scores'].items()]
+    parts = reference_parts(Samples(scored, summary or {}))
+    per_view = []
+    if parts and _have_coco():
+        psamples = [s for s in scored if s.token in parts]
+        for name, r in runs.items():
+            pieces = {s.token: split_by_view(r['captions'][s.token], parts[s.token]) for s in psamples}
+            for cam in CAMERAS:
+                toks = [s.token for s in psamples if cam in parts[s.token]]
+                if not toks: continue
+                m = coco_scores([pieces[t][cam] for t in toks], [parts[t][cam] for t in toks], False)
+                per_view += [dict(system=name, camera=cam, metric=k, value=v, samples=len(toks))
+                             for k, v in m['scores'].items() if k != SACREBLEU4]
+    m0 = metrics['matched']
     ckpt = getattr(vlm, 'checkpoint_dir', None)
     meta = getattr(vlm, 'metadata', {}) or {}
     res = dict(checkpoint=str(ckpt) if ckpt else None, mode=meta.get('mode'), samples=len(scored),
-               dropped=dict(no_caption=len(no_cap), too_long=len(too_long)),
+               references=m0['references'], dropped=dict(no_caption=len(no_cap), too_long=len(too_long)),
                loss=sum(losses.values())/len(losses), bleu4=sc['bleu4'], rouge_l=sc['rouge_l'],
-               generation=dict(greedy=True, max_new_tokens=int(max_new_tokens), stop=IM_END, prompt=vlm.prompt),
+               systems={k: SYSTEM_TEXT[k] for k in runs}, rows=rows, per_view=per_view,
+               generation=dict(greedy=True, max_new_tokens=int(max_new_tokens), stop=IM_END, prompt=vlm.prompt,
+                               batch_size=int(batch_size), image_size=list(vlm.image_size)),
                metrics=dict(loss='mean over samples of the mean CE on caption + <|im_end|> tokens',
                             bleu4=f"sacrebleu corpus BLEU ({sc['bleu_signature']})",
-                            rouge_l='rouge-score rougeL F1 (stemmed), mean over samples', scale='0-100 for bleu4 and rouge_l'),
-               versions=package_versions('sacrebleu', 'rouge-score'),
+                            rouge_l='rouge-score rougeL F1 (stemmed), mean over samples', scale='x100: 0-100 for every caption metric, 0-1000 for CIDEr-D',
+                            rows=('pycocoevalcap BLEU-1..4 (closest reference length), METEOR 1.5, ROUGE-L (beta 1.2) and '
+                                  'CIDEr-D (sigma 6, clipped, x10) on one PTB tokenisation, x100; CIDEr-D document '
+                                  f'frequencies from the {m0["references"]} references of the {len(scored)} evaluated samples; '
+                                  f'{DRIVELM}: mean(BLEU-1..4)/3 + ROUGE-L/3 + CIDEr-D/10/3 as DriveLM combines them, x100'),
+                            tokenizer=m0['tokenizer'], notes=m0['notes'],
+                            per_view='per_view_concat references cut into camera parts; generated captions cut at sentence '
+                                     'ends into consecutive pieces by the best word-overlap match (split_by_view)'),
+               shuffled=dict(pairs={s.token: p.token for s, p in zip(scored, partners)}) if partners else None,
+               versions=package_versions('sacrebleu', 'rouge-score', 'pycocoevalcap', 'torch', 'transformers', 'clip_vlm'),
                data=summary or None,
                seconds=round(time.time()-t0, 3), created=datetime.now(timezone.utc).isoformat(timespec='seconds'),
-               per_sample=[dict(token=s.token, loss=losses[s.token], rouge_l=r, caption=gen[s.token], reference=s.caption)
+               per_sample=[dict(token=s.token, loss=losses[s.token], rouge_l=r, caption=gen[s.token], reference=s.caption,
+                                **({'baselines': {b: dict(loss=runs[b]['losses'][s.token], caption=runs[b]['captions'][s.token])
+                                                  for b in baselines}} if baselines else {}))
                            for s, r in zip(scored, sc['rouge_l_per_sample'])])
     if out is None and ckpt is not None: out = Path(ckpt)/'eval.json'
     if out:
-        try: write_atomic(out, json.dumps(res, indent=1, default=str))
+        out = Path(out)
+        try:
+            write_atomic(out.with_suffix('.md'), report_markdown(res) + '\n')
+            fig = report_figure(res)
+            buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=100); plt_close(fig)
+            write_atomic(out.with_suffix('.png'), buf.getvalue())
+            write_atomic(out, json.dumps(res, indent=1, default=str))
         except OSError as e: raise UserError(f"cannot write {out}: {e.strerror or e}; make the checkpoint folder writable") from None
     return res
+
 
 # %% ../nbs/06_caption.ipynb #bfa72233
 def show_caption(sample:Sample, # the sample (its `caption` is the reference)
@@ -279,7 +688,8 @@ def _caption_main(checkpoint:str=None, # checkpoint folder written by clip_vlm_t
                   seed:int=0, # sampling seed (with --sample)
                   repetition_penalty:float=1.0, # >1 discourages repeated tokens
                   output:str=None, # also write the captions as JSON (token -> caption) to this file
-                  eval:bool=False, # evaluate (caption loss, BLEU-4, ROUGE-L) and write <checkpoint>/eval.json
+                  eval:bool=False, # evaluate (caption loss, caption metrics) and write <checkpoint>/eval.json, .md and .png
+                  baselines:str=None, # with --eval: also evaluate teacher,blind,shuffled (any of them) on the same samples
                   quiet:bool=False, # no progress bars or dataset summary on stderr
                   **kwargs, # the dataset flags (`data_args`), passed on to `build_samples`
                  ):
@@ -290,6 +700,8 @@ def _caption_main(checkpoint:str=None, # checkpoint folder written by clip_vlm_t
     _check_sampling(temperature, top_p, top_k, repetition_penalty)
     if output is not None and Path(output).expanduser().is_dir(): raise UserError(f"--output {output}: is a folder; name a file")
     if eval and sample: raise UserError("--eval scores greedy captions; drop --sample")
+    if baselines is not None and not eval: raise UserError("--baselines goes with --eval; add --eval")
+    baselines = check_baselines(baselines)
     a = data_args(**kwargs)
     if images:
         other = [f"--{k.replace('_', '-')}" for k in ('nusc_root', 'captions', 'nuinteract_dir', 'overlap_export_dir', 'cameras') if given(a[k])]
@@ -302,12 +714,13 @@ def _caption_main(checkpoint:str=None, # checkpoint folder written by clip_vlm_t
         if not (given(a.nusc_root) or given(a.overlap_export_dir)):
             raise UserError("nothing to caption: give the dataset flags (--dataset, --nusc-root or --overlap-export-dir, ...) or --images CAM=PATH ...")
         samples = build_samples(mode='lm' if eval else 'distill', **kwargs)
+        if 'shuffled' in baselines: derangement([s for s in samples if s.caption is not None])
         if not quiet: print('\n'.join(format_summary(samples.summary).splitlines()[:-1]), file=sys.stderr)
         if not samples: raise UserError("no samples to caption after filtering; see the summary above")
     vlm = load_checkpoint(checkpoint, clip_model=clip_model, qwen_model=qwen_model, device=device, quant=qwen_quant)
     res = None
     if eval:
-        res = evaluate(vlm, samples, batch_size=batch_size, max_new_tokens=max_new_tokens, progress=not quiet)
+        res = evaluate(vlm, samples, batch_size=batch_size, max_new_tokens=max_new_tokens, progress=not quiet, baselines=baselines)
         caps = {r['token']: r['caption'] for r in res['per_sample']}
     else:
         caps = caption_samples(vlm, samples, greedy=not sample, temperature=temperature, top_p=top_p, top_k=top_k, seed=seed,
@@ -316,6 +729,7 @@ def _caption_main(checkpoint:str=None, # checkpoint folder written by clip_vlm_t
     for t, c in caps.items(): print(_line(t, c))
     if output is not None: write_atomic(Path(output).expanduser(), json.dumps(caps, indent=1, ensure_ascii=False))
     if res is not None:
+        print('\n' + report_markdown(res) + '\n')
         print(json.dumps({k: res[k] for k in ('checkpoint', 'samples', 'dropped', 'loss', 'bleu4', 'rouge_l')}))
     return caps
 
