@@ -12,7 +12,7 @@ from fastcore.meta import delegates
 from fastcore.script import Param
 from tqdm.auto import tqdm
 from .data import CAMERAS, UserError, Sample, Samples, build_samples, check_cameras, data_args, format_summary
-from .data import given, need, run_as_module, run_cli, show_sample, write_atomic
+from .data import check_number, given, need, run_as_module, run_cli, show_sample, write_atomic
 from .model import IM_END, QUANTS, CLIPQwenVLM, TooLongError, caption_ce, package_versions, read_checkpoint_config, resolve_device
 from .model import lm_forward, lm_generate, pad_views
 
@@ -51,10 +51,10 @@ def _end_ids(vlm) -> list:
     return ids
 
 def _check_sampling(temperature, top_p, top_k, repetition_penalty):
-    if not temperature > 0: raise UserError(f"--temperature {temperature}: must be positive")
-    if not 0 < top_p <= 1: raise UserError(f"--top-p {top_p}: must be in (0, 1]")
-    if int(top_k) != top_k or top_k < 0: raise UserError(f"--top-k {top_k}: must be 0 (off) or a positive integer")
-    if not repetition_penalty > 0: raise UserError(f"--repetition-penalty {repetition_penalty}: must be positive")
+    check_number('--temperature', temperature, lo=0, lo_open=True)
+    check_number('--top-p', top_p, lo=0, hi=1, lo_open=True)
+    check_number('--top-k', top_k, lo=0, integer=True)
+    check_number('--repetition-penalty', repetition_penalty, lo=0, lo_open=True)
 
 def generation_kwargs(vlm, # a `CLIPQwenVLM`
                       greedy:bool=True, # argmax decoding; False samples
@@ -77,8 +77,8 @@ def _batches(items, n):
     for i in range(0, len(items), n): yield items[i:i+n]
 
 def _check_counts(max_new_tokens, batch_size):
-    if int(max_new_tokens) != max_new_tokens or max_new_tokens < 1: raise UserError(f"--max-new-tokens {max_new_tokens}: must be a positive integer")
-    if int(batch_size) != batch_size or batch_size < 1: raise UserError(f"--batch-size {batch_size}: must be a positive integer")
+    check_number('--max-new-tokens', max_new_tokens, lo=1, integer=True)
+    check_number('--batch-size', batch_size, lo=1, integer=True)
 
 class _prompt:
     "Temporarily replace the model's prompt."
@@ -405,7 +405,8 @@ def system_losses(vlm, # a `CLIPQwenVLM`
         for s in batch:
             if s.caption is None: raise UserError(f"sample {s.token}: no reference caption to score")
         lb = vlm.collate([vlm.lm_inputs(c, s.caption) for c, s in zip(cams, batch)])
-        def forward(feats, cameras, lm_batch): return lm_forward(vlm.qwen, {k: v.to(vlm.device) for k, v in lm_batch.items()}, tokens, mask)
+        def forward(feats, cameras, lm_batch, **kw):  # caption_ce asks for logits at the labelled positions only (`logits_to_keep`)
+            return lm_forward(vlm.qwen, {k: v.to(vlm.device) for k, v in lm_batch.items()}, tokens, mask, **kw)
         per, _ = caption_ce(forward, None, cams, lb)
         out.update({s.token: l for s, l in zip(batch, per.tolist())})
     return out
@@ -435,7 +436,7 @@ def reference_parts(samples, # `Samples` from `build_samples` (their `summary` s
     summ = getattr(samples, 'summary', None) or {}
     if summ.get('source') != 'nuinteract' or summ.get('strategy') != 'per_view_concat': return {}
     from clip_vlm.nuinteract import read_nuinteract, _caption_dict
-    rows, _ = read_nuinteract(summ['nuinteract_dir'])
+    rows, _, _ = read_nuinteract(summ['nuinteract_dir'])
     src = summ.get('caption_source') or 'gpt'
     out = {}
     for s in samples:
@@ -662,6 +663,7 @@ def _parse_images(images) -> dict:
         cam = cam.strip()
         if cam not in CAMERAS: raise UserError(f"--images {item}: unknown camera {cam}; valid names are {' '.join(CAMERAS)}")
         if cam in views: raise UserError(f"--images: camera {cam} is given twice")
+        if Path(path).expanduser().is_dir(): raise UserError(f"--images {item}: {path} is a folder; name an image file, e.g. {cam}=front.jpg")
         if not Path(path).expanduser().is_file(): raise UserError(f"--images {item}: no such file {path}")
         views[cam] = Path(path).expanduser()
     return views

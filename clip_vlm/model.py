@@ -674,12 +674,18 @@ def lm_generate(qwen, # Qwen-VL model (possibly quantised / peft-wrapped)
     "Generated text for each sample, the connector tokens in the placeholders and real M-RoPE positions."
     am = batch['attention_mask']
     if (am[:, -1] == 0).any(): raise ValueError("lm_generate needs a left-padded batch: collate_lm(..., padding_side='left')")
-    kwargs.setdefault('do_sample', False)
+    from transformers import GenerationConfig
+    # Greedy means greedy: a fresh config, not the checkpoint's generation_config (which may carry a repetition
+    # penalty, sampling or a temperature); only its end tokens are kept. Explicit `kwargs` set everything else.
+    # transformers fills every setting left unset (None) from the model's config, so all are set to their neutral values.
+    neutral = {k: v for k, v in GenerationConfig()._get_default_generation_params().items() if k != 'max_length'}
+    gc = GenerationConfig(**{**neutral, 'do_sample': False, 'max_new_tokens': max_new_tokens,
+                             'pad_token_id': tokenizer.pad_token_id, 'eos_token_id': _base(qwen).generation_config.eos_token_id})
+    rest = gc.update(**kwargs)
     _vl(qwen).rope_deltas = None
     out = qwen.generate(input_ids=batch['input_ids'], inputs_embeds=_embed(qwen, batch, vision_tokens, token_mask),
                         attention_mask=am, mm_token_type_ids=batch['mm_token_type_ids'],
-                        image_grid_thw=batch['image_grid_thw'].to(am.device), max_new_tokens=max_new_tokens,
-                        pad_token_id=tokenizer.pad_token_id, **kwargs)
+                        image_grid_thw=batch['image_grid_thw'].to(am.device), generation_config=gc, **rest)
     _vl(qwen).rope_deltas = None
     return tokenizer.batch_decode(out[:, batch['input_ids'].shape[1]:], skip_special_tokens=True)
 
