@@ -49,8 +49,10 @@ def store_dtype(dtype:torch.dtype, # the dtype a frozen tower computes in
 _EXP = {torch.bfloat16: 0x7F80, torch.float16: 0x7C00}
 
 def _finite(t:torch.Tensor) -> bool:
-    "No NaN or infinity in `t` (16-bit: one integer pass over the exponent bits, several times faster than `isfinite`)."
-    if t.dtype in _EXP: return not ((t.view(torch.int16) & _EXP[t.dtype]) == _EXP[t.dtype]).any().item()
+    "No NaN or infinity in `t` (16-bit: one vectorised integer pass over the exponent bits, far faster than `isfinite`)."
+    if t.dtype in _EXP:
+        m = _EXP[t.dtype]
+        return t.numel() == 0 or int((t.contiguous().view(torch.int16).numpy() & m).max()) != m
     return not t.is_floating_point() or bool(torch.isfinite(t).all())
 
 def _first(e): return (str(e).splitlines() or [type(e).__name__])[0][:200]
