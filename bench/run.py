@@ -8,7 +8,8 @@
     python -m bench.run --quick              # the same, as a module
 
 Sections, one module each in bench/: image (preprocessing images/s), cache (distill epochs with --cache-dir), index
-(sample index time/memory), train (CPU samples/s and peak memory per mode), gpu (real-size models, bf16, MFU). Every
+(sample index time/memory), train (CPU samples/s and peak memory per mode), longrun (feature cache
+layout before/after, content hash vs decode, --dry-run estimate on trainval metadata, step-checkpoint write time), gpu (real-size models, bf16, MFU). Every
 number is a median over `--repeats` runs; ratios are between medians measured in the same run. Results go to
 bench/results.json (merged: sections not run keep their previous numbers) and a table is printed. Generated inputs
 (JPEGs, trainval-sized metadata, small random models) are cached under bench/.cache (git-ignored) and reused.
@@ -22,9 +23,9 @@ if __package__ in (None, ''):  # `python bench/run.py`: import the bench package
     sys.path[:] = [_repo] + [p for p in sys.path if Path(p or '.').resolve() != Path(__file__).resolve().parent]
 
 from bench.common import HERE, log, row, table, machine, loadavg, read_results, record
-from bench import image, cache, index, train, gpu
+from bench import image, cache, index, train, gpu, longrun
 
-SECTIONS = {'image': image.bench, 'cache': cache.bench, 'index': index.bench, 'train': train.bench, 'gpu': gpu.bench}
+SECTIONS = {'image': image.bench, 'cache': cache.bench, 'index': index.bench, 'train': train.bench, 'longrun': longrun.bench, 'gpu': gpu.bench}
 
 def _cuda():
     import torch
