@@ -9,7 +9,8 @@
 
 Sections, one module each in bench/: image (preprocessing images/s), cache (distill epochs with --cache-dir), index
 (sample index time/memory), train (CPU samples/s and peak memory per mode), speed (attention calls per vision-tower
-forward, its time, lm-step peak memory: stock against ours), gpu (real-size models, bf16, MFU). Every
+forward, its time, lm-step peak memory: stock against ours), longrun (feature cache layout before/after, content hash
+vs decode, --dry-run estimate on trainval metadata, step-checkpoint write time), gpu (real-size models, bf16, MFU). Every
 number is a median over `--repeats` runs; ratios are between medians measured in the same run. Results go to
 bench/results.json (merged: sections not run keep their previous numbers) and a table is printed. Generated inputs
 (JPEGs, trainval-sized metadata, small random models) are cached under bench/.cache (git-ignored) and reused.
@@ -23,10 +24,10 @@ if __package__ in (None, ''):  # `python bench/run.py`: import the bench package
     sys.path[:] = [_repo] + [p for p in sys.path if Path(p or '.').resolve() != Path(__file__).resolve().parent]
 
 from bench.common import HERE, log, row, table, machine, loadavg, read_results, record
-from bench import image, cache, index, train, speed, gpu
+from bench import image, cache, index, train, speed, longrun, gpu
 
 SECTIONS = {'image': image.bench, 'cache': cache.bench, 'index': index.bench, 'train': train.bench, 'speed': speed.bench,
-            'gpu': gpu.bench}
+            'longrun': longrun.bench, 'gpu': gpu.bench}
 
 def _cuda():
     import torch

@@ -4,129 +4,258 @@
 
 # %% ../nbs/04_train_distill.ipynb #d8550ed3
 from __future__ import annotations
-import hashlib, json, os, tempfile
+import hashlib, json, math, os, queue, sys, tempfile, threading
 from pathlib import Path
+import numpy as np
 import torch, torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 # %% auto #0
-__all__ = ['file_key', 'model_fingerprint', 'FeatureCache', 'FrozenFeatures', 'distill_loss', 'distill_batch_loss']
+__all__ = ['SLOW_FS', 'content_key', 'model_fingerprint', 'store_dtype', 'FeatureCache', 'slow_disk', 'FrozenFeatures',
+           'entry_bytes', 'cache_estimate', 'distill_loss', 'distill_batch_loss']
 
 # %% ../nbs/04_train_distill.ipynb #6c30d5e5
-def file_key(path, # an image file
-            ) -> str:
-    "Identity of a file's current contents for cache keys: resolved path, size and modification time."
-    p = Path(path).resolve()
-    st = p.stat()
-    return f"{p}|{st.st_size}|{st.st_mtime_ns}"
+def content_key(path, # an image file
+               ) -> str:
+    "Identity of a file by its contents: the BLAKE2b hash of its bytes (a copy anywhere has the same key)."
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, 'rb') as f:
+        while chunk := f.read(1 << 20): h.update(chunk)
+    return h.hexdigest()
 
 # %% ../nbs/04_train_distill.ipynb #0c0a1405
 @torch.no_grad()
 def model_fingerprint(model:torch.nn.Module, # a frozen model whose outputs are cached
-                      n:int=4096, # values sampled from each tensor
                      ) -> str:
-    "A short hash of a model's configuration and weights (a strided sample of every tensor), for cache keys."
-    h = hashlib.sha1()
+    "A hash of a model's configuration and of every byte of every weight and buffer, for cache keys."
+    h = hashlib.blake2b(digest_size=16)
     cfg = getattr(model, 'config', None)
     if cfg is not None: h.update(json.dumps(cfg.to_dict(), sort_keys=True, default=str).encode())
     for k, t in model.state_dict().items():
-        h.update(k.encode()); h.update(str(tuple(t.shape)).encode()); h.update(str(t.dtype).encode())
-        flat = t.detach().reshape(-1)
-        if flat.numel() == 0 or t.device.type == 'meta': continue
-        step = max(1, flat.numel() // n)
-        h.update(flat[::step][:n].float().cpu().numpy().tobytes())
-    return h.hexdigest()[:16]
+        h.update(k.encode())
+        if not isinstance(t, torch.Tensor): h.update(repr(t).encode()); continue
+        h.update(f"{tuple(t.shape)}|{t.dtype}".encode())
+        if t.numel() == 0 or t.device.type == 'meta': continue
+        h.update(t.detach().contiguous().reshape(-1).view(torch.uint8).cpu().numpy().data)
+    return h.hexdigest()
 
 # %% ../nbs/04_train_distill.ipynb #8a363d47
+def store_dtype(dtype:torch.dtype, # the dtype a frozen tower computes in
+               ) -> torch.dtype:
+    "The 16-bit dtype its tokens are stored (and used) in: the tower's own when 16-bit, else bfloat16 (fp32's range)."
+    return dtype if dtype in (torch.float16, torch.bfloat16) else torch.bfloat16
+
+_EXP = {torch.bfloat16: 0x7F80, torch.float16: 0x7C00}
+
+def _finite(t:torch.Tensor) -> bool:
+    "No NaN or infinity in `t` (16-bit: one vectorised integer pass over the exponent bits, far faster than `isfinite`)."
+    if t.dtype in _EXP:
+        m = _EXP[t.dtype]
+        return t.numel() == 0 or int((t.contiguous().view(torch.int16).numpy() & m).max()) != m
+    return not t.is_floating_point() or bool(torch.isfinite(t).all())
+
+def _first(e): return (str(e).splitlines() or [type(e).__name__])[0][:200]
+
 class FeatureCache:
-    "Frozen-tower outputs stored once per (image file, model, settings) as safetensors files under `root`."
+    "Frozen-tower outputs, one safetensors file per sample and tower under `root`, written behind the training step."
+    FORMAT = 2  # part of every key: entries of an older layout are never read
     def __init__(self,
                  root, # cache folder (created if missing)
+                 write_behind:bool=True, # write entries from a background thread (`flush` waits for them)
                 ):
-        self.root = Path(root)
+        self.root, self.write_behind = Path(root), write_behind
         self.root.mkdir(parents=True, exist_ok=True)
-        self.hits = self.misses = 0
+        self.hits = self.misses = self.damaged = self.written = 0
+        self._reported, self._queue, self._thread, self._errors = set(), None, None, []
 
-    def key(self, kind:str, path, **settings) -> str:
-        "The cache key of `kind` features of the image at `path` under `settings` (model fingerprint, layer, size...)."
+    def key(self, kind:str, images:list, **settings) -> str:
+        "The key of `kind` tokens for the views with content keys `images` (in order) under `settings`."
         s = json.dumps(settings, sort_keys=True, default=str)
-        return hashlib.sha1(f"{kind}|{file_key(path)}|{s}".encode()).hexdigest()
+        return hashlib.sha1(f"v{self.FORMAT}|{kind}|{','.join(images)}|{s}".encode()).hexdigest()
 
-    def _file(self, kind, key): return self.root/kind/key[:2]/f"{key}.safetensors"
+    def file(self, kind:str, key:str) -> Path: return self.root/kind/key[:2]/f"{key}.safetensors"
 
-    def get(self, kind:str, path, **settings):
-        "The cached tensor, or None."
-        f = self._file(kind, self.key(kind, path, **settings))
-        if not f.exists(): self.misses += 1; return None
+    def _report(self, f, problem):
+        self.damaged += 1
+        if f.name not in self._reported:
+            self._reported.add(f.name)
+            print(f"feature cache: {f} is damaged ({problem}); recomputing it", file=sys.stderr, flush=True)
+
+    def get(self, kind:str, key:str,
+            shape:tuple=None, # expected shape (None: any)
+            dtype:torch.dtype=None, # expected dtype (None: any)
+           ):
+        "The cached tensor, or None when missing or damaged (unreadable, wrong shape or dtype, non-finite: reported once)."
+        f = self.file(kind, key)
+        try:
+            with safe_open(f, 'pt') as g: t = g.get_tensor('t')
+        except FileNotFoundError: self.misses += 1; return None
+        except Exception as e: t, problem = None, f"unreadable: {_first(e)}"
+        else:
+            problem = (f"shape {tuple(t.shape)}, expected {tuple(shape)}" if shape is not None and tuple(t.shape) != tuple(shape)
+                       else f"dtype {t.dtype}, expected {dtype}" if dtype is not None and t.dtype != dtype
+                       else 'non-finite values' if not _finite(t) else None)
+        if problem: self._report(f, problem); self.misses += 1; return None
         self.hits += 1
-        return load_file(f)['t']
+        return t
 
-    def put(self, kind:str, path, t:torch.Tensor, **settings):
-        "Store `t` atomically (temporary file, then rename), so a killed run never leaves a truncated entry."
-        f = self._file(kind, self.key(kind, path, **settings))
+    def _write(self, f:Path, t:torch.Tensor):
         f.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=f.parent, suffix='.tmp'); os.close(fd)
         try:
-            save_file({'t': t.detach().to('cpu').contiguous()}, tmp)
+            save_file({'t': t}, tmp)
             os.replace(tmp, f)
+            self.written += 1
         finally:
             if os.path.exists(tmp): os.unlink(tmp)
 
-    def __repr__(self): return f"FeatureCache({self.root}, hits={self.hits}, misses={self.misses})"
+    def _writer(self):
+        while (job := self._queue.get()) is not None:
+            try: self._write(*job)
+            except Exception as e: self._errors.append(f"{job[0]}: {_first(e)}")
+
+    def put(self, kind:str, key:str, t:torch.Tensor):
+        "Store `t` atomically (temporary file, then rename); with `write_behind` the caller does not wait."
+        job = (self.file(kind, key), t.detach().to('cpu', copy=True).contiguous())
+        if not self.write_behind: return self._write(*job)
+        if self._thread is None:
+            self._queue = queue.Queue(maxsize=64)  # bounded: a slow disk slows training rather than filling memory
+            self._thread = threading.Thread(target=self._writer, name='feature-cache-writer', daemon=True)
+            self._thread.start()
+        self._queue.put(job)
+
+    def flush(self) -> int:
+        "Wait until every entry put so far is on disk (the writer thread ends); entries that failed are reported once."
+        if self._thread is not None:
+            self._queue.put(None); self._thread.join(); self._thread = self._queue = None
+        errors, self._errors = self._errors, []
+        for e in errors: print(f"feature cache: could not write {e}", file=sys.stderr, flush=True)
+        return self.written
+
+    def __getstate__(self):  # data-loader workers get a copy without the writer thread
+        return {k: v for k, v in self.__dict__.items() if k not in ('_queue', '_thread')} | {'_queue': None, '_thread': None}
+
+    def __repr__(self): return f"FeatureCache({self.root}, hits={self.hits}, misses={self.misses}, damaged={self.damaged})"
+
+# %% ../nbs/04_train_distill.ipynb #d32628f2
+SLOW_FS = ('nfs', 'nfs4', 'cifs', 'smb3', 'smbfs', 'sshfs', '9p', 'davfs', 'afs')
+
+def slow_disk(path, # a folder (it need not exist yet)
+              mounts:str=None, # the contents of /proc/mounts (default: read it)
+             ) -> str|None:
+    "Why `path` is on a slow disk (Google Drive, a FUSE or network mount), or None when it is not (or unknown)."
+    p = os.path.realpath(path)
+    if p.startswith('/content/drive/') or '/MyDrive/' in p + '/': return 'Google Drive'
+    if mounts is None:
+        try: mounts = Path('/proc/mounts').read_text()
+        except OSError: return None
+    best, fs = '', None
+    for line in mounts.splitlines():
+        parts = line.split()
+        if len(parts) < 3: continue
+        mp = parts[1].replace('\\040', ' ')
+        if (p == mp or p.startswith(mp.rstrip('/') + '/')) and len(mp) >= len(best): best, fs = mp, parts[2]
+    if fs and (fs.startswith('fuse') or fs in SLOW_FS): return f"a {fs} mount at {best}"
+    return None
 
 # %% ../nbs/04_train_distill.ipynb #999d4320
 class FrozenFeatures:
-    "CLIP (and teacher) tokens per view of a sample, from a `FeatureCache` or computed once and stored."
+    "CLIP (and teacher) tokens of a sample's views, from a `FeatureCache` or computed (one call per tower per batch) and stored."
     def __init__(self,
                  vlm, # a `clip_vlm.model.CLIPQwenVLM`
                  cache:FeatureCache=None, # where to keep tokens between epochs and runs (None: recompute every time)
                  teacher:bool=False, # also produce the Qwen-VL vision tower's tokens (distill mode)
                 ):
+        from clip_vlm.model import _vl
         self.vlm, self.cache, self.with_teacher = vlm, cache, teacher
-        self.clip_settings = self.teacher_settings = None
+        self.kinds = ['clip'] + (['teacher'] if teacher else [])
+        g, size = vlm.geometry, list(vlm.image_size)
+        towers = {'clip': vlm.clip, 'teacher': _vl(vlm.qwen).visual if teacher else None}
+        self.shape = {'clip': (g['clip_grid'][0]*g['clip_grid'][1], g['d_clip']), 'teacher': (g['tokens_per_view'], g['d_llm'])}
+        self.dtype = {k: store_dtype(next(towers[k].parameters()).dtype) for k in self.kinds}
+        self.settings = {}
         if cache is not None:
-            size = list(vlm.image_size)
-            self.clip_settings = dict(model=model_fingerprint(vlm.clip), layer=vlm.clip_layer, size=size)
-            if teacher:
-                from clip_vlm.model import _vl
-                self.teacher_settings = dict(model=model_fingerprint(_vl(vlm.qwen).visual), size=size)
+            for k in self.kinds:
+                self.settings[k] = dict(model=model_fingerprint(towers[k]), size=size, dtype=str(self.dtype[k]),
+                                        **(dict(layer=vlm.clip_layer) if k == 'clip' else {}))
         self.computed = 0  # views that went through a frozen tower
 
     def lookup(self, paths) -> dict:
-        "Cached tensors for each path (None where missing): `{'clip': [...], 'teacher': [...]}`; safe in workers."
-        out = {'clip': [None]*len(paths), 'teacher': [None]*len(paths) if self.with_teacher else None}
-        if self.cache is None: return out
-        out['clip'] = [self.cache.get('clip', p, **self.clip_settings) for p in paths]
-        if self.with_teacher: out['teacher'] = [self.cache.get('teacher', p, **self.teacher_settings) for p in paths]
-        return out
+        "Cached tokens of one sample's views per tower (None where missing) and their cache keys; safe in workers."
+        found = {k: None for k in self.kinds}
+        found['keys'] = None
+        if self.cache is None: return found
+        images = [content_key(p) for p in paths]
+        found['keys'] = {k: self.cache.key(k, images, **self.settings[k]) for k in self.kinds}
+        for k in self.kinds:
+            found[k] = self.cache.get(k, found['keys'][k], (len(paths), *self.shape[k]), self.dtype[k])
+        return found
 
     def needs_pixels(self, found:dict) -> bool:
-        "Whether any view of a `lookup` result is missing from the cache."
-        return any(t is None for k in ('clip', 'teacher') if found[k] is not None for t in found[k])
+        "Whether a tower must run for a `lookup` result (so its views must be decoded)."
+        return any(found[k] is None for k in self.kinds)
 
     @torch.no_grad()
-    def complete(self, paths, found:dict, views=None) -> tuple:
-        "Fill the views missing from `found` (decoding `paths` unless `views` are given); `(clip (V,N,d), teacher (V,T,d) or None)`."
-        kinds = ['clip'] + (['teacher'] if self.with_teacher else [])
-        if any(t is None for k in kinds for t in found[k]):
-            if views is None: views = self.vlm.load_views(paths)
-            fresh = {'clip': self.vlm.clip_features(views)}
-            if self.with_teacher: fresh['teacher'] = self.vlm.teacher(views)
-            self.computed += len(paths)
-            for k in kinds:
-                for i, p in enumerate(paths):
-                    if found[k][i] is None:
-                        found[k][i] = fresh[k][i]
-                        if self.cache is not None:
-                            self.cache.put(k, p, fresh[k][i], **getattr(self, f'{k}_settings'))
+    def complete_batch(self, items:list, # dicts with `paths`, `found` (from `lookup`) and `views` (decoded, or None)
+                      ) -> tuple:
+        "Fill what `items` miss with one call per tower; per-sample `([clip (V,N,d)], [teacher (V,T,d)] or None)`."
+        need = [it for it in items if self.needs_pixels(it['found'])]
+        for it in need:
+            if it.get('views') is None: it['views'] = self.vlm.load_views(it['paths'])
+        self.computed += sum(len(it['paths']) for it in need)
+        for k in self.kinds:
+            miss = [it for it in need if it['found'][k] is None]
+            if not miss: continue
+            views = np.concatenate([it['views'] for it in miss])
+            out = (self.vlm.clip_features(views) if k == 'clip' else self.vlm.teacher(views)).to(self.dtype[k])
+            for it, t in zip(miss, out.split([len(it['paths']) for it in miss])):
+                it['found'][k] = t
+                if self.cache is not None: self.cache.put(k, it['found']['keys'][k], t)
         dev = self.vlm.device
-        clip = torch.stack([t.to(dev) for t in found['clip']])
-        teacher = torch.stack([t.to(dev) for t in found['teacher']]) if self.with_teacher else None
-        return clip, teacher
+        out = {k: [it['found'][k].to(dev) for it in items] for k in self.kinds}
+        return out['clip'], out.get('teacher')
+
+    def complete(self, paths, found:dict, views=None) -> tuple:
+        "`complete_batch` for one sample: `(clip (V,N,d), teacher (V,T,d) or None)`."
+        c, t = self.complete_batch([dict(paths=paths, found=found, views=views)])
+        return c[0], (t[0] if t is not None else None)
+
+    def flush(self):
+        "Wait for the cache's pending writes (end of an epoch, before a checkpoint)."
+        if self.cache is not None: self.cache.flush()
 
     def __call__(self, paths) -> tuple:
         "`(clip, teacher)` tokens for one sample's views."
         return self.complete(paths, self.lookup(paths))
+
+# %% ../nbs/04_train_distill.ipynb #bddde497
+def entry_bytes(shape:tuple, # the entry's tensor shape `(V, N, d)`
+                block:int=4096, # file-system block size to round up to (0: the file's length)
+               ) -> int:
+    "Size of one 16-bit cache entry on disk: safetensors' 8-byte length, its JSON header (8-aligned) and the values."
+    n = 2*math.prod(shape)
+    header = json.dumps({'t': {'dtype': 'BF16', 'shape': list(shape), 'data_offsets': [0, n]}}, separators=(',', ':'))
+    size = 8 + -(-len(header)//8)*8 + n
+    return -(-size//block)*block if block else size
+
+def cache_estimate(clip_config, # CLIP's config (`AutoConfig`; no weights needed)
+                   qwen_config, # Qwen-VL's config
+                   image_size, # `(height, width)` of a view
+                   views:list, # number of views of each sample
+                   teacher:bool=False, # distill mode: teacher tokens too
+                   block:int=4096, # file-system block size
+                  ) -> dict:
+    "The feature cache's size for these samples, from the configs alone: bytes, files and per-view sizes."
+    from clip_vlm.model import check_geometry
+    g = check_geometry(clip_config, qwen_config, image_size)
+    shapes = {'clip': (g['clip_grid'][0]*g['clip_grid'][1], g['d_clip'])}
+    if teacher: shapes['teacher'] = (g['tokens_per_view'], g['d_llm'])
+    count = {}
+    for v in views: count[v] = count.get(v, 0) + 1
+    total = sum(c*entry_bytes((v, *s), block) for v, c in count.items() for s in shapes.values())
+    return dict(bytes=total, files=len(views)*len(shapes), samples=len(views), views=sum(views),
+                tokens_per_view={k: s[0] for k, s in shapes.items()}, bytes_per_view={k: 2*math.prod(s) for k, s in shapes.items()})
 
 # %% ../nbs/04_train_distill.ipynb #251b85b8
 def distill_loss(pred:torch.Tensor, # connector tokens, (batch, tokens, d)

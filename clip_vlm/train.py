@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_train_lm.ipynb #4c22122c
 from __future__ import annotations
-import json, math, random, sys, time
+import json, math, os, random, re, sys, time
 from types import SimpleNamespace
 from pathlib import Path
 import numpy as np
@@ -15,13 +15,15 @@ from .data import (MODES, DATASETS, UserError, Samples, data_args, build_samples
                            default_cache_dir, recover_dir, run_as_module, run_cli, writing)
 from .model import (CLIPQwenVLM, TooLongError, QUANTS, CLIP_MODEL, QWEN_MODEL, DEFAULT_PROMPT, IMAGE_SIZE,
                             caption_ce, load_views, read_checkpoint_config)
-from .distill import FeatureCache, FrozenFeatures, distill_batch_loss
+from .distill import FeatureCache, FrozenFeatures, distill_batch_loss, cache_estimate, slow_disk
 
 # %% auto #0
-__all__ = ['FIT_NUMBERS', 'lm_items', 'lm_batch_loss', 'EpochSampler', 'SampleData', 'plot_history', 'save_checkpoint',
-           'load_training_state', 'check_fit_args', 'fit_args', 'load_samples', 'load_model', 'Run', 'start_run',
-           'make_accelerator', 'batch_loss', 'lr_at', 'train_epoch', 'eval_loss', 'save_run', 'finish_run', 'fit',
-           'demo', 'train_parser', 'clip_vlm_train']
+__all__ = ['FIT_NUMBERS', 'TRACKERS', 'lm_items', 'lm_batch_loss', 'EpochSampler', 'SampleData', 'plot_history',
+           'save_checkpoint', 'resolve_checkpoint', 'load_training_state', 'parse_every', 'check_fit_args', 'fit_args',
+           'run_cost', 'format_cost', 'check_cache_fits', 'load_samples', 'load_model', 'Run', 'start_run',
+           'make_accelerator', 'init_trackers', 'log_figure', 'batch_loss', 'lr_at', 'save_due', 'train_epoch',
+           'eval_loss', 'save_run', 'update_best', 'build_cache', 'finish_run', 'fit', 'demo', 'train_parser',
+           'clip_vlm_train']
 
 # %% ../nbs/05_train_lm.ipynb #cb29b416
 def lm_items(vlm, # the model (its tokenizer, prompt and token grid)
@@ -50,15 +52,15 @@ def lm_batch_loss(model, # the (possibly accelerate-wrapped) `CLIPQwenVLM`
 
 # %% ../nbs/05_train_lm.ipynb #f9f0471a
 class EpochSampler(torch.utils.data.Sampler):
-    "A seeded permutation per epoch: the same seed and epoch always give the same order."
+    "A seeded permutation per epoch (the same seed and epoch always give the same order), less its first `skip` samples."
     def __init__(self, n:int, seed:int=0, shuffle:bool=True):
-        self.n, self.seed, self.shuffle, self.epoch = n, seed, shuffle, 0
+        self.n, self.seed, self.shuffle, self.epoch, self.skip = n, seed, shuffle, 0, 0
     def set_epoch(self, epoch:int): self.epoch = epoch
-    def __len__(self): return self.n
+    def __len__(self): return max(0, self.n - self.skip)
     def __iter__(self):
-        if not self.shuffle: return iter(range(self.n))
+        if not self.shuffle: return iter(range(self.skip, self.n))
         g = torch.Generator().manual_seed(self.seed*1_000_003 + self.epoch)
-        return iter(torch.randperm(self.n, generator=g).tolist())
+        return iter(torch.randperm(self.n, generator=g).tolist()[self.skip:])
 
 class SampleData(torch.utils.data.Dataset):
     "Samples with their cached frozen features (or decoded views where the cache misses) and LM inputs."
@@ -125,12 +127,14 @@ def plot_history(history:list, # records from `fit`
 def save_checkpoint(path, # checkpoint folder (replaced atomically)
                     vlm, # the unwrapped `CLIPQwenVLM`
                     optimizer, # its optimizer
-                    state:dict, # epoch, step, arguments, ...
+                    state:dict, # epoch, position in the epoch, step, arguments, ...
                     history:list, # metric records
                     metadata:dict=None, # more config.json entries (mode, training arguments)
+                    best:bool=False, # also write this model to `best/` (else the folder's `best/`, if any, is kept)
                    ) -> Path:
-    "Write the model and everything `--resume` needs into `path`, in one atomic rename."
+    "Write the model and everything `--resume` needs into `path`, in one atomic rename; `best/` is written or carried over."
     from safetensors.torch import save_file
+    path = Path(path)
     def extra(d:Path):
         t, py = _rng_state()
         (d/'training_state.json').write_text(json.dumps(dict(state, rng=py), indent=1, default=str))
@@ -139,7 +143,16 @@ def save_checkpoint(path, # checkpoint folder (replaced atomically)
         with open(d/'metrics.jsonl', 'w') as f:
             for r in history: f.write(json.dumps(r, default=float) + '\n')
         plot_history(history, d/'loss.png')
+        if best: vlm.save_pretrained(d/'best', **(metadata or {}))
+        elif (path/'best').is_dir(): os.rename(path/'best', d/'best')  # same disk: a rename, not a copy
     return vlm.save_pretrained(path, extra=extra, **(metadata or {}))
+
+def resolve_checkpoint(path, # a checkpoint folder written by `clip_vlm_train --save`
+                       last:bool=False, # the last checkpoint even when the folder keeps a best one
+                      ) -> Path:
+    "The model folder to load from a checkpoint folder: its `best/` (lowest validation loss) when there is one, unless `last`."
+    path = Path(path)
+    return path/'best' if not last and (path/'best'/'config.json').is_file() else path
 
 def load_training_state(path) -> tuple:
     "`(state, optimizer_state, history)` of a checkpoint folder, restoring the RNG; one-line `UserError` otherwise."
@@ -183,6 +196,20 @@ FIT_NUMBERS = dict(  # every numeric flag of `fit` and the rule `check_number` h
     lora_dropout=dict(lo=0, hi=0.99), fusion_layers=dict(lo=0, integer=True), clip_layer=dict(integer=True),
     max_length=dict(lo=1, integer=True, optional=True), max_samples=dict(lo=1, integer=True, optional=True))
 
+def parse_every(v, # `--save-every`: '500' (optimizer steps), '20m' (minutes; also '90s', '1.5h') or None
+               ) -> tuple:
+    "`--save-every` as `(steps, seconds)`, one of them None."
+    if v is None: return None, None
+    s = str(v).strip().lower()
+    if m := re.fullmatch(r'(\d+)\s*(?:steps?)?', s):
+        if int(m[1]) > 0: return int(m[1]), None
+    elif m := re.fullmatch(r'(\d+(?:\.\d*)?)\s*(s|sec|m|min|h)', s):
+        secs = float(m[1])*{'s': 1, 'sec': 1, 'm': 60, 'min': 60, 'h': 3600}[m[2]]
+        if secs > 0: return None, secs
+    raise UserError(f"--save-every {v}: write a number of optimizer steps (500) or a time (20m, 90s, 1h)")
+
+TRACKERS = ('tensorboard', 'wandb', 'mlflow', 'trackio')
+
 def check_fit_args(a:dict, # `fit`'s arguments by name
                   ) -> AttrDict:
     "Validate `fit`'s arguments (one-line `UserError`s) and return them with the view size parsed."
@@ -201,6 +228,14 @@ def check_fit_args(a:dict, # `fit`'s arguments by name
         ck = read_checkpoint_config(a.resume)
         if ck.get('mode') not in (None, a.mode):
             raise UserError(f"--resume {a.resume}: the checkpoint was trained with --mode {ck.get('mode')}, not {a.mode}")
+    a.save_every_steps, a.save_every_s = parse_every(a.save_every)
+    if a.save_every is not None and a.save is None and a.resume is None:
+        raise UserError(f"--save-every {a.save_every}: nothing to save to; add --save DIR")
+    if a.cache_only and not a.cache_dir: raise UserError("--cache-only builds the feature cache: add --cache-dir DIR")
+    rt = [a.report_to] if isinstance(a.report_to, str) else list(a.report_to or [])
+    bad = [t for t in rt if t not in TRACKERS + ('none',)]
+    if bad: raise UserError(f"--report-to {' '.join(bad)}: choose from {', '.join(TRACKERS)} or none")
+    a.trackers = [t for t in dict.fromkeys(rt) if t != 'none']
     a.size, a.mixed_precision = _parse_size(a.image_size), _mixed_precision(a.mixed_precision)
     return a
 
@@ -233,8 +268,13 @@ def fit_args(mode:str='lm', # lm (caption cross-entropy) or distill (match Qwen-
              mixed_precision:str='auto', # auto (bf16/fp16 on GPU, none on CPU), no, bf16 or fp16
              workers:int=0, # data-loader worker processes
              save:str=None, # checkpoint folder, written at the end of every epoch (default: the --resume folder)
+             save_every:str=None, # also checkpoint inside epochs: every N optimizer steps (500) or minutes of training (20m)
              resume:str=None, # continue from this checkpoint folder
-             dry_run:bool=False, # print the dataset summary and exit before loading models
+             dry_run:bool=False, # print the dataset summary, tokens per sample and the cache's size on disk, then exit before loading models
+             cache_only:bool=False, # fill the --cache-dir feature cache for every sample and stop (accelerate launch: one shard per process)
+             report_to:list=None, # experiment trackers: tensorboard, wandb, mlflow, trackio or none (several allowed)
+             run_name:str=None, # the run's name for the trackers (default: the --save folder's name)
+             logging_dir:str=None, # where tensorboard writes (default: runs/ beside the --save folder, else ./runs)
              progress:bool=True, # show a progress bar
              **kwargs, # the dataset flags (`data_args`): dataset, nusc_root, captions, cameras, require_files, ...
             ):
@@ -246,14 +286,87 @@ def fit_args(mode:str='lm', # lm (caption cross-entropy) or distill (match Qwen-
     return a
 
 # %% ../nbs/05_train_lm.ipynb #8644ab55
+def _model_config(model_id, flag:str, default:str, real:str):
+    "A model's config (no weights), or the recorded config of the default model when the hub is out of reach; None if unknown."
+    from transformers import AutoConfig
+    from clip_vlm.model import real_config
+    try: return AutoConfig.from_pretrained(model_id)
+    except Exception:
+        return real_config(real) if str(model_id) == default else None
+
+def _gb(n): return f"{n/1e6:.1f} MB" if n < 1e9 else f"{n/1e9:.1f} GB"
+
+def _disk_bytes(folder:Path) -> int:
+    "Bytes the files under `folder` take on disk (0 when it does not exist)."
+    total = 0
+    for d, _, files in os.walk(folder):
+        for f in files:
+            try: total += os.stat(os.path.join(d, f)).st_blocks*512
+            except OSError: pass
+    return total
+
+def run_cost(a:AttrDict, # the run's arguments
+             samples:list, # every sample whose features the run caches (training and validation)
+            ) -> dict:
+    "Tokens per sample and the feature cache's size on disk against its disk's free space, from the model configs alone."
+    ck = read_checkpoint_config(a.resume) if a.resume is not None else {}
+    clip_id, qwen_id = a.clip_model or ck.get('clip_model') or CLIP_MODEL, a.qwen_model or ck.get('qwen_model') or QWEN_MODEL
+    size = tuple(ck['image_size']) if ck.get('image_size') and a.image_size is None else a.size
+    ccfg = _model_config(clip_id, '--clip-model', CLIP_MODEL, 'clip_vit_l14')
+    qcfg = _model_config(qwen_id, '--qwen-model', QWEN_MODEL, 'qwen2_5_vl_3b')
+    views = [len(s.views) for s in samples]
+    out = dict(samples=len(views), views=sum(views))
+    if ccfg is None or qcfg is None:
+        out['unknown'] = f"cannot read the config of {clip_id if ccfg is None else qwen_id}"
+        return out
+    est = cache_estimate(ccfg, qcfg, size, views, teacher=(a.mode == 'distill'))
+    T = est['tokens_per_view']
+    out.update(image_tokens_per_view=T.get('teacher') or cache_estimate(ccfg, qcfg, size, [1], True)['tokens_per_view']['teacher'],
+               clip_tokens_per_view=T['clip'], cache_bytes=est['bytes'], cache_files=est['files'],
+               bytes_per_view=est['bytes_per_view'])
+    out['image_tokens_per_sample'] = round(out['image_tokens_per_view']*out['views']/max(1, len(views)), 1)
+    if a.cache_dir:
+        root = Path(a.cache_dir).expanduser()/'features'
+        probe = root
+        while not probe.exists() and probe != probe.parent: probe = probe.parent
+        import shutil
+        out.update(cache_dir=str(root), cache_existing_bytes=_disk_bytes(root), free_bytes=shutil.disk_usage(probe).free,
+                   slow_disk=slow_disk(root))
+        out['fits'] = est['bytes'] <= out['free_bytes'] + out['cache_existing_bytes']
+    return out
+
+def format_cost(c:dict) -> str:
+    "Readable lines for `run_cost`."
+    if 'unknown' in c: return f"cost: unknown ({c['unknown']})"
+    lines = [f"tokens per sample: {c['image_tokens_per_sample']:g} image tokens for the LLM ({c['image_tokens_per_view']} per view); "
+             f"CLIP reads {c['clip_tokens_per_view']} patches per view"]
+    per = ' + '.join(f"{k} {v/1e6:.2f} MB" for k, v in c['bytes_per_view'].items())
+    where = (f" in {c['cache_dir']}: {_gb(c['free_bytes'])} free on its disk" + (f", {_gb(c['cache_existing_bytes'])} already cached" if c['cache_existing_bytes'] else '')
+             if 'cache_dir' in c else ' (no --cache-dir: nothing is cached)')
+    lines.append(f"feature cache: {_gb(c['cache_bytes'])} in {c['cache_files']:,} files for {c['samples']:,} samples ({per} per view){where}")
+    if c.get('slow_disk'): lines.append(f"warning: --cache-dir {c['cache_dir']} is on {c['slow_disk']}, which is slow; put the cache on a local disk")
+    return '\n'.join(lines)
+
+def check_cache_fits(c:dict):
+    "One-line `UserError` when the feature cache cannot fit on its disk."
+    if c.get('fits') is False:
+        raise UserError(f"--cache-dir {c['cache_dir']}: the feature cache needs {_gb(c['cache_bytes'])} but its disk has "
+                        f"{_gb(c['free_bytes'] + c['cache_existing_bytes'])} for it; free space, choose another --cache-dir "
+                        "or train without --cache-dir")
+
 def load_samples(a:AttrDict, # the run's arguments (`fit_args`)
                  main:bool=True, # the main process prints the summary
                 ) -> tuple:
-    "The training samples (summary printed) and, with `val_split`, the validation samples: `(samples, val or None)`."
+    "The training samples and, with `val_split`, the validation samples, the summary (with the run's cost) printed: `(samples, val or None)`."
     flags = {k: a[k] for k in data_args()}
     samples = build_samples(mode=a.mode, **flags)
+    val = build_samples(mode=a.mode, **dict(flags, split=a.val_split)) if a.val_split and len(samples) else None
+    if a.dry_run or a.cache_dir:
+        cost = run_cost(a, list(samples) + list(val or []))
+        samples.summary['cost'] = cost
+        if main and (a.dry_run or cost.get('slow_disk')): print(format_cost(cost))
     if main: samples.show_summary()
-    if a.dry_run: return samples, None
+    if a.dry_run: return samples, val
     dropped = samples.summary.get('dropped', {})
     if len(samples) == 0 and a.split != 'all' and samples.summary.get('in_split') == 0:
         raise UserError(f"--split {a.split}: none of the {dropped.get('outside_split', 0)} samples is in the official {a.split} "
@@ -261,7 +374,7 @@ def load_samples(a:AttrDict, # the run's arguments (`fit_args`)
     if len(samples) == 0:
         raise UserError(f"no samples left to train on ({json.dumps(samples.summary.get('dropped', {}))}); "
                         + ("lm mode needs captioned samples: check --captions / --nuinteract-dir" if a.mode == 'lm' else "check the dataset flags"))
-    val = build_samples(mode=a.mode, **dict(flags, split=a.val_split)) if a.val_split else None
+    if a.cache_dir: check_cache_fits(samples.summary['cost'])
     return samples, val
 
 # %% ../nbs/05_train_lm.ipynb #10cd79ea
@@ -309,43 +422,88 @@ def start_run(a:AttrDict, # the run's arguments (`fit_args`)
             limit = f"--max-length {a.max_length}" if a.max_length else "the model's context"
             raise UserError(f"every sample is longer than {limit}; " + ("raise it or " if a.max_length else '') + "use fewer --cameras")
         if val is not None: val, val_items, _ = lm_items(vlm, val, a.max_length)
-    feats = FrozenFeatures(vlm, FeatureCache(Path(a.cache_dir)/'features') if a.cache_dir else None, teacher=(a.mode == 'distill'))
+    feats = FrozenFeatures(vlm, FeatureCache(Path(a.cache_dir).expanduser()/'features') if a.cache_dir else None,
+                           teacher=(a.mode == 'distill'))
+    sampler = EpochSampler(len(samples), a.seed)
+    # the loader's own generator: starting an epoch's iterator never draws from the global RNG (which dropout uses),
+    # so a run resumed in the middle of an epoch draws exactly the numbers an uninterrupted one would
     loader = torch.utils.data.DataLoader(SampleData(samples, feats, items, vlm.image_size), batch_size=a.batch_size,
-                                         sampler=EpochSampler(len(samples), a.seed), collate_fn=_as_list, num_workers=a.workers)
+                                         sampler=sampler, collate_fn=_as_list, num_workers=a.workers,
+                                         generator=torch.Generator().manual_seed(a.seed))
     params = [p for p in vlm.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=a.weight_decay)
     run = Run(args=a, acc=acc, main=main, vlm=vlm, samples=samples, items=items, val=val, val_items=val_items,
-              feats=feats, params=params, epoch=0, step=0, history=[], seen=0)
+              feats=feats, params=params, sampler=sampler, epoch=0, step=0, history=[], seen=0, best=None,
+              batch=0, epoch_losses=[], epoch_seconds=0.0)
     if a.resume is not None:
         state, opt_state, run.history = load_training_state(a.resume)
         opt.load_state_dict(opt_state)
-        run.epoch, run.step = state['epoch'], state['step']
-        if main: print(f"resuming from {a.resume} at epoch {run.epoch + 1} (step {run.step})")
+        run.epoch, run.step, run.best = state['epoch'], state['step'], state.get('best')
+        run.batch, run.epoch_losses, run.epoch_seconds = state.get('batch', 0), state.get('epoch_losses', []), state.get('epoch_seconds', 0.0)
+        run.seen = state.get('seen', 0)
+        if main: print(f"resuming from {a.resume} at epoch {run.epoch + 1}" + (f", batch {run.batch + 1}" if run.batch else '')
+                       + f" (step {run.step})")
     _keep_frozen_out_of_ddp(vlm)
     run.model, run.opt, run.loader = acc.prepare(vlm, opt, loader)
-    run.total_steps = math.ceil(len(run.loader)/a.grad_accum)*a.epochs
-    run.t0 = time.perf_counter()
+    run.batches = len(run.loader)  # per epoch, in this process
+    run.total_steps = math.ceil(run.batches/a.grad_accum)*a.epochs
+    run.t0, run.step0, run.seen0, run.last_save = time.perf_counter(), run.step, run.seen, time.monotonic()
+    if a.trackers: init_trackers(run)
     return run
 
 # %% ../nbs/05_train_lm.ipynb #7846ed3f
+def _logging_dir(a:AttrDict) -> Path:
+    if a.logging_dir: return Path(a.logging_dir)
+    return Path(a.save).parent/'runs' if a.save else Path('runs')
+
 def make_accelerator(a:AttrDict, # the run's arguments
                     ):
-    "The run's `accelerate.Accelerator`: gradient accumulation and mixed precision from the arguments."
+    "The run's `accelerate.Accelerator`: gradient accumulation, mixed precision and the `--report-to` trackers."
     from accelerate import Accelerator
     return Accelerator(gradient_accumulation_steps=a.grad_accum, mixed_precision=a.mixed_precision,
-                       cpu=not torch.cuda.is_available())
+                       cpu=not torch.cuda.is_available(), log_with=a.trackers or None,
+                       project_dir=str(_logging_dir(a)) if a.trackers else None)
+
+def init_trackers(run:Run):
+    "Start the `--report-to` trackers (Accelerate's): the run's name and arguments; a resumed run continues its steps."
+    a = run.args
+    name = a.run_name or (Path(a.save).name if a.save else f"{a.mode}-{time.strftime('%Y%m%d-%H%M%S')}")
+    config = {k: (v if isinstance(v, (int, float, str, bool)) else json.dumps(v, default=str)) for k, v in a.record.items()}
+    kw = {'wandb': dict(name=name), 'mlflow': dict(run_name=name)}
+    if run.step: kw['tensorboard'] = dict(purge_step=run.step + 1)  # drop what a killed run logged after its checkpoint
+    run.acc.init_trackers(name, config=config, init_kwargs={k: v for k, v in kw.items() if k in a.trackers})
+    run.tracker_name = name
+
+def _log(run:Run, values:dict):
+    if run.args.trackers: run.acc.log(values, step=run.step)
+
+def log_figure(run:Run, # the run
+               fig, # a matplotlib figure (the loss plot)
+               name:str='loss', # its name in the trackers
+              ):
+    "Send a figure to every `--report-to` tracker that takes one."
+    acc = run.acc
+    if not run.main: return
+    for t in run.args.trackers:
+        tr = acc.get_tracker(t, unwrap=True)
+        if t == 'tensorboard': tr.add_figure(name, fig, global_step=run.step); tr.flush()
+        elif t == 'wandb':
+            import wandb; tr.log({name: wandb.Image(fig)}, step=run.step)
+        elif t == 'mlflow':
+            import mlflow; mlflow.log_figure(fig, f'{name}.png')
 
 # %% ../nbs/05_train_lm.ipynb #783a8d0a
+def _raise_item_errors(batch:list):
+    "An item that failed in a data-loader worker (an undecodable image) carries its one-line error: raise it here."
+    err = next((it['error'] for it in batch if 'error' in it), None)
+    if err: raise UserError(err)
+
 def batch_loss(run:Run, # the run (mode, model, frozen features)
                batch:list, # items of `SampleData`
               ) -> tuple:
     "Loss of one batch in the run's mode, its frozen features completed first: `(loss, parts)`."
-    err = next((it['error'] for it in batch if 'error' in it), None)
-    if err: raise UserError(err)
-    fl, tl = [], []
-    for it in batch:
-        c, t = run.feats.complete(it['paths'], it['found'], it['views'])
-        fl.append(c); tl.append(t)
+    _raise_item_errors(batch)
+    fl, tl = run.feats.complete_batch(batch)
     cams = [it['cameras'] for it in batch]
     if run.args.mode == 'distill':
         return distill_batch_loss(run.model, fl, tl, cams, run.args.l1_weight, run.args.cos_weight)
@@ -369,35 +527,63 @@ def _check_finite(run:Run, loss, epoch:int, batch:list):
     bad = acc.reduce(torch.tensor(0. if torch.isfinite(loss.detach()).item() else 1., device=acc.device), 'sum')
     if bad.item() > 0:
         raise UserError(f"{run.args.mode} loss became {loss.item()} at epoch {epoch + 1}, step {run.step + 1} "
-                        f"(samples {', '.join(it['token'] for it in batch)}); nothing was saved for this epoch: "
+                        f"(samples {', '.join(it['token'] for it in batch)}); nothing was saved since the last checkpoint: "
                         "lower --lr or check the data")
+
+def save_due(run:Run) -> bool:
+    "Whether `--save-every` asks for a checkpoint now (just after an optimizer step); the same answer in every process."
+    a = run.args
+    due = bool(a.save_every_steps and run.step % a.save_every_steps == 0)
+    if a.save_every_s:
+        due = due or time.monotonic() - run.last_save >= a.save_every_s
+        if run.acc.num_processes > 1:  # clocks differ: the processes agree on the main process's answer
+            from accelerate.utils import broadcast
+            due = bool(broadcast(torch.tensor([float(due)], device=run.acc.device)).item())
+    return due
+
+def _hms(s:float) -> str:
+    s = int(max(0, s)); return f"{s//3600}:{s//60 % 60:02d}:{s % 60:02d}"
 
 def train_epoch(run:Run, # the run, from `start_run`
                 epoch:int, # 0-based epoch number
+                save=None, # `save(run)` writes a mid-epoch checkpoint (called after optimizer steps when `--save-every` says so)
                ) -> dict:
-    "One pass over the data (forward, backward, clip, step under Accelerate); the epoch's record."
+    "One pass over the data (forward, backward, clip, step under Accelerate) from where a checkpoint left it; the epoch's record."
     from tqdm.auto import tqdm
     a, acc = run.args, run.acc
-    run.model.train(); run.loader.set_epoch(epoch); t_epoch = time.perf_counter()
-    bar = tqdm(run.loader, desc=f"{a.mode} epoch {epoch + 1}/{a.epochs}", disable=not (a.progress and run.main), leave=False)
-    losses = []
-    for batch in bar:
+    start = run.batch if epoch == run.epoch else 0  # batches of this epoch done before a mid-epoch checkpoint
+    losses = list(run.epoch_losses) if start else []
+    run.model.train(); run.loader.set_epoch(epoch)
+    run.sampler.skip = start*a.batch_size*acc.num_processes  # skipped in the sampler: no worker decodes them
+    acc.step = start  # the gradient-accumulation phase: checkpoints are taken on accumulation boundaries
+    t_epoch = time.perf_counter() - (run.epoch_seconds if start else 0.0)
+    bar = tqdm(run.loader, desc=f"{a.mode} epoch {epoch + 1}/{a.epochs}", disable=not (a.progress and run.main), leave=False,
+               initial=start, total=run.batches)
+    for i, batch in enumerate(bar, start):
         with acc.accumulate(run.model):
             loss, parts = batch_loss(run, batch)
             _check_finite(run, loss, epoch, batch)
             acc.backward(loss)
             if acc.sync_gradients:
-                if a.max_grad_norm: acc.clip_grad_norm_(run.params, a.max_grad_norm)
+                gn = acc.clip_grad_norm_(run.params, a.max_grad_norm or float('inf'))
                 for g in run.opt.param_groups: g['lr'] = lr_at(run.step, a.lr, a.warmup, run.total_steps)
             run.opt.step(); run.opt.zero_grad()
         l = acc.gather(loss.detach()).mean().item()
         losses.append(l); run.seen += len(batch)*acc.num_processes
         if acc.sync_gradients:
             run.step += 1
-            rate = run.seen/(time.perf_counter() - run.t0)
-            run.history.append(dict(kind='step', mode=a.mode, epoch=epoch + 1, step=run.step, loss=l,
-                                    lr=run.opt.param_groups[0]['lr'], samples_per_s=rate))
-            bar.set_postfix(loss=f"{l:.4f}", samples_s=f"{rate:.1f}")
+            dt = time.perf_counter() - run.t0
+            rate = (run.seen - run.seen0)/dt
+            rec = dict(kind='step', mode=a.mode, epoch=epoch + 1, step=run.step, loss=l, lr=run.opt.param_groups[0]['lr'],
+                       grad_norm=float(gn), samples_per_s=rate)
+            run.history.append(rec)
+            _log(run, {'train/loss': l, 'train/lr': rec['lr'], 'train/grad_norm': rec['grad_norm'], 'train/samples_per_s': rate})
+            per_step = dt/(run.step - run.step0)
+            bar.set_postfix(loss=f"{l:.4f}", samples_s=f"{rate:.1f}", run_eta=_hms(per_step*(run.total_steps - run.step)))
+            run.batch, run.epoch_losses, run.epoch_seconds = i + 1, losses, time.perf_counter() - t_epoch
+            if save is not None and i + 1 < run.batches and save_due(run): save(run)
+    run.feats.flush()
+    run.sampler.skip, run.batch, run.epoch_losses, run.epoch_seconds = 0, 0, [], 0.0
     run.epoch = epoch + 1
     return dict(kind='epoch', mode=a.mode, epoch=epoch + 1, step=run.step, loss=float(np.mean(losses)),
                 seconds=time.perf_counter() - t_epoch, frozen_views_computed=run.feats.computed)
@@ -412,29 +598,62 @@ def eval_loss(run:Run, # the run
     run.model.eval()
     ds, n = SampleData(samples, run.feats, items, run.vlm.image_size), run.args.batch_size
     losses = [batch_loss(run, [ds[j] for j in range(i, min(i + n, len(ds)))])[0].item() for i in range(0, len(ds), n)]
+    run.feats.flush()
     run.model.train()
     return float(np.mean(losses))
 
 # %% ../nbs/05_train_lm.ipynb #c7f849a3
 def save_run(run:Run, # the run
+             best:bool=False, # this model also becomes `best/` (lowest validation loss so far)
             ):
-    "Checkpoint phase: every process waits, the main one writes `args.save` atomically."
+    "Checkpoint phase: every process waits, the main one writes `args.save` atomically (mid-epoch: with the position in the epoch)."
     run.acc.wait_for_everyone()
     if run.main:
-        with writing(Path(run.args.save).parent, f"write the checkpoint {run.args.save}"):
-            save_checkpoint(run.args.save, run.acc.unwrap_model(run.model), run.opt,
-                            dict(epoch=run.epoch, step=run.step, args=run.args.record), run.history,
-                            dict(mode=run.args.mode, training_args=run.args.record))
+        a = run.args
+        state = dict(epoch=run.epoch, batch=run.batch, step=run.step, seen=run.seen, best=run.best, args=a.record)
+        if run.batch: state.update(epoch_losses=run.epoch_losses, epoch_seconds=run.epoch_seconds)
+        with writing(Path(a.save).parent, f"write the checkpoint {a.save}"):
+            save_checkpoint(a.save, run.acc.unwrap_model(run.model), run.opt, state, run.history,
+                            dict(mode=a.mode, training_args=a.record, best=run.best), best=best)
+    run.last_save = time.monotonic()
+
+def update_best(run:Run, # the run, its last record holding `val_loss`
+               ) -> bool:
+    "Whether the epoch just finished has the lowest validation loss so far (then `run.best` names it)."
+    rec = run.history[-1]
+    if rec.get('val_loss') is None or (run.best is not None and rec['val_loss'] >= run.best['val_loss']): return False
+    run.best = dict(epoch=rec['epoch'], step=rec['step'], val_loss=rec['val_loss'])
+    return True
+
+def build_cache(run:Run, # the run, from `start_run` (with `--cache-dir`)
+               ) -> dict:
+    "`--cache-only`: one pass over the training and validation samples filling the feature cache; no training. Counts."
+    a, acc = run.args, run.acc
+    from tqdm.auto import tqdm
+    n0 = run.feats.computed
+    with torch.no_grad():
+        for batch in tqdm(run.loader, desc='feature cache', disable=not (a.progress and run.main), leave=False):
+            _raise_item_errors(batch)
+            run.feats.complete_batch(batch)
+        if run.val is not None and len(run.val):
+            ds = SampleData(run.val, run.feats, None, run.vlm.image_size)
+            for i in range(acc.process_index, len(ds), acc.num_processes): run.feats.complete_batch([ds[i]])
+    run.feats.flush()
+    acc.wait_for_everyone()
+    c = run.feats.cache
+    return dict(kind='cache', views_computed=run.feats.computed - n0, entries_written=c.written, hits=c.hits, damaged=c.damaged)
 
 def finish_run(run:Run, # the run
               ) -> tuple:
-    "End the run: a closing line, `end_training`; `(model in eval mode, history)`."
+    "End the run: a closing line, the loss plot to the trackers, `end_training`; `(model in eval mode, history)`."
     a, acc = run.args, run.acc
     acc.wait_for_everyone()
     ep = [r for r in run.history if r['kind'] == 'epoch']
     if run.main and ep:
         print(f"trained {a.mode} for {len(ep)} epochs ({run.step} steps) on {len(run.samples)} samples: "
-              f"loss {ep[0]['loss']:.4f} -> {ep[-1]['loss']:.4f}" + (f"; saved to {a.save}" if a.save else '; not saved (no --save)'))
+              f"loss {ep[0]['loss']:.4f} -> {ep[-1]['loss']:.4f}" + (f"; saved to {a.save}" if a.save else '; not saved (no --save)')
+              + (f"; best validation loss {run.best['val_loss']:.4f} at epoch {run.best['epoch']} (in best/)" if run.best and a.save else ''))
+    if a.trackers and run.history: log_figure(run, plot_history(run.history))
     vlm = acc.unwrap_model(run.model)
     acc.end_training()
     return vlm.eval(), run.history
@@ -448,13 +667,20 @@ def fit(**kwargs) -> tuple:
     samples, val = load_samples(a, acc.is_main_process)
     if a.dry_run: return None, [dict(kind='summary', **samples.summary)]
     run = start_run(a, acc, samples, val)
+    if a.cache_only:
+        rec = build_cache(run)
+        if run.main: print(f"feature cache: {rec['views_computed']} views computed, {rec['hits']} entries already there, in {a.cache_dir}")
+        acc.end_training()
+        return run.vlm.eval(), [rec]
     for epoch in range(run.epoch, a.epochs):
-        rec = train_epoch(run, epoch)
+        rec = train_epoch(run, epoch, save_run if a.save is not None and a.save_every is not None else None)
         if run.val is not None and len(run.val): rec['val_loss'] = eval_loss(run, run.val, run.val_items)
         run.history.append(rec)
+        _log(run, {'train/epoch_loss': rec['loss'], **({'val/loss': rec['val_loss']} if 'val_loss' in rec else {})})
         if run.main: print(f"{a.mode} epoch {epoch + 1}/{a.epochs}: loss {rec['loss']:.4f}"
                            + (f", val {rec['val_loss']:.4f}" if 'val_loss' in rec else ''))
-        if a.save is not None: save_run(run)
+        best = update_best(run)
+        if a.save is not None: save_run(run, best=best)
     return finish_run(run)
 
 # %% ../nbs/05_train_lm.ipynb #077cb35b
