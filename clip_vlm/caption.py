@@ -30,15 +30,18 @@ def load_checkpoint(path, # checkpoint folder written by `clip_vlm_train --save`
                     device=None, # None: the current GPU, else the CPU (`resolve_device`)
                     quant:str=None, # override the recorded quantisation ('none', 'bnb-8bit', 'bnb-4bit')
                     dtype=None, # dtype of the frozen models (default bf16/fp16 on a GPU, fp32 on the CPU)
+                    last:bool=False, # the last model even when the folder keeps a `best/` one (lowest validation loss)
                    ) -> CLIPQwenVLM:
-    "A checkpoint's model for inference: frozen, eval mode, LoRA adapters not trainable, `.checkpoint_dir` set."
+    "A checkpoint's model for inference (its `best/` unless `last`): frozen, eval mode, `.checkpoint_dir` and `.model_dir` set."
+    from clip_vlm.train import resolve_checkpoint
     path = Path(path).expanduser()
     if quant is not None and quant not in QUANTS: raise UserError(f"--qwen-quant {quant}: choose one of {', '.join(QUANTS)}")
     read_checkpoint_config(path)  # one-line errors before any model is loaded
+    model_dir = resolve_checkpoint(path, last)
     device = resolve_device(device)
-    vlm = CLIPQwenVLM.from_pretrained(path, clip_model, qwen_model, quant=quant, dtype=dtype, device=device, is_trainable=False)
+    vlm = CLIPQwenVLM.from_pretrained(model_dir, clip_model, qwen_model, quant=quant, dtype=dtype, device=device, is_trainable=False)
     for p in vlm.parameters(): p.requires_grad_(False)
-    vlm.checkpoint_dir = path.absolute()
+    vlm.checkpoint_dir, vlm.model_dir = path.absolute(), model_dir.absolute()  # eval.json goes to the folder the user named
     return vlm.eval()
 
 # %% ../nbs/06_caption.ipynb #ec2c8cde
@@ -599,7 +602,7 @@ def evaluate(vlm, # a `CLIPQwenVLM` (e.g. from `load_checkpoint`)
     m0 = metrics['matched']
     ckpt = getattr(vlm, 'checkpoint_dir', None)
     meta = getattr(vlm, 'metadata', {}) or {}
-    res = dict(checkpoint=str(ckpt) if ckpt else None, mode=meta.get('mode'), samples=len(scored),
+    res = dict(checkpoint=str(ckpt) if ckpt else None, model=str(getattr(vlm, 'model_dir', ckpt) or '') or None, mode=meta.get('mode'), samples=len(scored),
                references=m0['references'], dropped=dict(no_caption=len(no_cap), too_long=len(too_long)),
                loss=sum(losses.values())/len(losses), bleu4=sc['bleu4'], rouge_l=sc['rouge_l'],
                systems={k: SYSTEM_TEXT[k] for k in runs}, rows=rows, per_view=per_view,
@@ -693,6 +696,7 @@ def _caption_main(checkpoint:str=None, # checkpoint folder written by clip_vlm_t
                   eval:bool=False, # evaluate (caption loss, caption metrics) and write <checkpoint>/eval.json, .md and .png
                   baselines:str=None, # with --eval: also evaluate teacher,blind,shuffled (any of them) on the same samples
                   quiet:bool=False, # no progress bars or dataset summary on stderr
+                  last:bool=False, # use the last model even when the checkpoint keeps a best/ one (lowest validation loss)
                   **kwargs, # the dataset flags (`data_args`), passed on to `build_samples`
                  ):
     "Caption samples (or --images) with a trained checkpoint; print token<TAB>caption lines, optionally write JSON or evaluate."
@@ -719,7 +723,7 @@ def _caption_main(checkpoint:str=None, # checkpoint folder written by clip_vlm_t
         if 'shuffled' in baselines: derangement([s for s in samples if s.caption is not None])
         if not quiet: print('\n'.join(format_summary(samples.summary).splitlines()[:-1]), file=sys.stderr)
         if not samples: raise UserError("no samples to caption after filtering; see the summary above")
-    vlm = load_checkpoint(checkpoint, clip_model=clip_model, qwen_model=qwen_model, device=device, quant=qwen_quant)
+    vlm = load_checkpoint(checkpoint, clip_model=clip_model, qwen_model=qwen_model, device=device, quant=qwen_quant, last=last)
     res = None
     if eval:
         res = evaluate(vlm, samples, batch_size=batch_size, max_new_tokens=max_new_tokens, progress=not quiet, baselines=baselines)
