@@ -158,12 +158,14 @@ def writing(folder, # where the data goes (named in the message)
            ):
     "Turn a full disk, a read-only or forbidden folder into one-line `UserError`s naming `folder` (and the space needed)."
     try: yield
-    except OSError as e:
-        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+    except Exception as e:  # OSError, or a library's own error around one (safetensors reports "os error 28")
+        code, msg = getattr(e, 'errno', None), str(e)
+        if code in (errno.ENOSPC, errno.EDQUOT) or 'No space left on device' in msg or 'Disk quota exceeded' in msg:
             n = f"; it needs about {human_size(need)}" if need else ''
             raise UserError(f"{folder}: the disk is full, cannot {what}{n}; free space there or choose another folder") from None
-        if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-            raise UserError(f"{folder}: not writable ({e.strerror}), cannot {what}; choose a folder you can write to") from None
+        if code in (errno.EACCES, errno.EPERM, errno.EROFS) or 'Read-only file system' in msg:
+            why = getattr(e, 'strerror', None) or 'read-only'
+            raise UserError(f"{folder}: not writable ({why}), cannot {what}; choose a folder you can write to") from None
         raise
 
 def check_writable_dir(path, # a folder to be written (it may not exist yet)

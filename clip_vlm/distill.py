@@ -4,12 +4,14 @@
 
 # %% ../nbs/04_train_distill.ipynb #d8550ed3
 from __future__ import annotations
-import hashlib, json, math, os, queue, sys, tempfile, threading
+import contextlib, hashlib, json, math, os, queue, re, sys, tempfile, threading, time
 from pathlib import Path
 import numpy as np
 import torch, torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import save_file
+from .data import _alive, follow_umask
+
 
 # %% auto #0
 __all__ = ['SLOW_FS', 'content_key', 'model_fingerprint', 'store_dtype', 'FeatureCache', 'slow_disk', 'FrozenFeatures',
@@ -68,6 +70,18 @@ class FeatureCache:
         self.root.mkdir(parents=True, exist_ok=True)
         self.hits = self.misses = self.damaged = self.written = 0
         self._reported, self._queue, self._thread, self._errors = set(), None, None, []
+        self.removed = self._remove_leftovers()
+
+    def _remove_leftovers(self, min_age:float=600) -> int:
+        "Delete half-written entries (`*.tmp`) of runs that were killed: their process is gone, or (unnamed) they are old."
+        n = 0
+        for kind in ('clip', 'teacher'):
+            for f in (self.root/kind).glob('*/*.tmp'):
+                m = re.match(r'^\..+\.(\d+)-[^.]*\.tmp$', f.name)
+                with contextlib.suppress(OSError):
+                    if (m and not _alive(int(m[1]))) or (not m and time.time() - f.stat().st_mtime > min_age):
+                        f.unlink(); n += 1
+        return n
 
     def key(self, kind:str, images:list, **settings) -> str:
         "The key of `kind` tokens for the views with content keys `images` (in order) under `settings`."
@@ -102,9 +116,10 @@ class FeatureCache:
 
     def _write(self, f:Path, t:torch.Tensor):
         f.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=f.parent, suffix='.tmp'); os.close(fd)
+        fd, tmp = tempfile.mkstemp(dir=f.parent, prefix=f'.{f.name}.{os.getpid()}-', suffix='.tmp'); os.close(fd)
         try:
             save_file({'t': t}, tmp)
+            follow_umask(tmp)  # readable like any file the user writes (mkstemp makes it private)
             os.replace(tmp, f)
             self.written += 1
         finally:
@@ -130,7 +145,9 @@ class FeatureCache:
         if self._thread is not None:
             self._queue.put(None); self._thread.join(); self._thread = self._queue = None
         errors, self._errors = self._errors, []
-        for e in errors: print(f"feature cache: could not write {e}", file=sys.stderr, flush=True)
+        if errors:  # a full disk fails every entry: one line, not thousands
+            more = f" (and {len(errors) - 1} more entries)" if len(errors) > 1 else ''
+            print(f"feature cache: could not write {errors[0]}{more}; training goes on without them", file=sys.stderr, flush=True)
         return self.written
 
     def __getstate__(self):  # data-loader workers get a copy without the writer thread
