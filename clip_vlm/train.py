@@ -221,6 +221,7 @@ def check_fit_args(a:dict, # `fit`'s arguments by name
     for k, rule in FIT_NUMBERS.items(): a[k] = check_number('--' + k.replace('_', '-'), a[k], **rule)
     if a.mode == 'distill' and a.use_lora:
         raise UserError("--use-lora trains the LLM, which --mode distill never runs; drop --use-lora or use --mode lm")
+    if a.save is not None and a.save != a.resume: recover_dir(a.save)  # what a killed run left there goes first
     for flag, folder in (('--save', a.save), ('--cache-dir', a.cache_dir)):
         if folder is not None: check_writable_dir(folder, flag)  # before any model loads, not after an epoch
     if a.resume is not None:
