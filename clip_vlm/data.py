@@ -135,8 +135,14 @@ def run_as_module(module:str, # the module's import name, e.g. 'clip_vlm.export'
     if g.get('__name__') == '__main__' and getattr(g.get('__spec__'), 'name', None) == module: return main()
 
 # %% ../nbs/00_data.ipynb #c52d5b3f
-def _umask() -> int:
-    m = os.umask(0); os.umask(m); return m
+def _read_umask() -> int:
+    try:  # Linux says it without changing it
+        with open('/proc/self/status') as f: return int(next(l.split()[1] for l in f if l.startswith('Umask:')), 8)
+    except (OSError, StopIteration, ValueError):
+        m = os.umask(0); os.umask(m); return m
+
+_UMASK = _read_umask()  # read once: setting it to read it is not thread-safe (the feature cache writes from a thread)
+def _umask() -> int: return _UMASK
 
 def follow_umask(path, # a file or folder made by `tempfile` (mode 0600 / 0700)
                 ) -> Path:
@@ -146,7 +152,7 @@ def follow_umask(path, # a file or folder made by `tempfile` (mode 0600 / 0700)
     return path
 
 def human_size(n:int) -> str:
-    "`n` bytes for people: '512 B', '340 KiB', '12.3 MiB', '1.50 GiB'."
+    "`n` bytes for people: '512 B', '340 KiB', '12.3 MiB', '1.5 GiB'."
     for unit, k in (('GiB', 2**30), ('MiB', 2**20), ('KiB', 2**10)):
         if n >= k: return f"{n/k:.3g} {unit}" if unit != 'KiB' else f"{n/k:.0f} {unit}"
     return f"{n} B"
