@@ -257,17 +257,21 @@ def recover_dir(path, # a folder written with `replace_dir` (a checkpoint, an ex
     path = Path(path)
     if not path.parent.is_dir(): return []
     done, olds = [], []
-    for e in path.parent.iterdir():
+    for e in path.parent.iterdir():  # (several processes of one run may do this at once: each step tolerates the others)
         m = _LEFTOVER.match(e.name)
         if not m or m['name'] != path.name or not e.is_dir(): continue
         pid = int(m['pid']) if m['pid'] else None
         if pid == os.getpid() or (pid is not None and _alive(pid)): continue  # another live run is writing it
-        if pid is None and time.time() - e.stat().st_mtime < min_age: continue
-        if m['kind'] == 'old': olds.append(e)
+        try: mtime = e.stat().st_mtime
+        except OSError: continue
+        if pid is None and time.time() - mtime < min_age: continue
+        if m['kind'] == 'old': olds.append((mtime, e))
         else: shutil.rmtree(e, ignore_errors=True); done.append(f"removed {e.name}")
-    olds.sort(key=lambda e: e.stat().st_mtime)
+    olds = [e for _, e in sorted(olds)]
     if olds and not path.exists():
-        os.replace(olds.pop(), path); done.append(f"restored {path.name} from its earlier copy")
+        with contextlib.suppress(OSError):  # another process may have restored it first
+            os.replace(olds[-1], path); done.append(f"restored {path.name} from its earlier copy")
+        olds.pop()
     for e in olds: shutil.rmtree(e, ignore_errors=True); done.append(f"removed {e.name}")
     return done
 
