@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_train_lm.ipynb #4c22122c
 from __future__ import annotations
-import json, math, os, random, re, sys, time
+import json, math, os, random, re, shutil, sys, time
 from types import SimpleNamespace
 from pathlib import Path
 import numpy as np
@@ -132,7 +132,7 @@ def save_checkpoint(path, # checkpoint folder (replaced atomically)
                     metadata:dict=None, # more config.json entries (mode, training arguments)
                     best:bool=False, # also write this model to `best/` (else the folder's `best/`, if any, is kept)
                    ) -> Path:
-    "Write the model and everything `--resume` needs into `path`, in one atomic rename; `best/` is written or carried over."
+    "Write the model and everything `--resume` needs into `path`, in one atomic swap; `best/` is written or carried over."
     from safetensors.torch import save_file
     path = Path(path)
     def extra(d:Path):
@@ -144,7 +144,10 @@ def save_checkpoint(path, # checkpoint folder (replaced atomically)
             for r in history: f.write(json.dumps(r, default=float) + '\n')
         plot_history(history, d/'loss.png')
         if best: vlm.save_pretrained(d/'best', **(metadata or {}))
-        elif (path/'best').is_dir(): os.rename(path/'best', d/'best')  # same disk: a rename, not a copy
+        elif (path/'best').is_dir():  # hard links: the live folder keeps its best/ until the swap, and no byte is copied
+            try: shutil.copytree(path/'best', d/'best', copy_function=os.link)
+            except OSError:  # a file system without hard links
+                shutil.rmtree(d/'best', ignore_errors=True); shutil.copytree(path/'best', d/'best')
     return vlm.save_pretrained(path, extra=extra, **(metadata or {}))
 
 def resolve_checkpoint(path, # a checkpoint folder written by `clip_vlm_train --save`
