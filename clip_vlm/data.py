@@ -13,8 +13,8 @@ from fastcore.meta import delegates
 from fastcore.script import anno_parser
 
 # %% auto #0
-__all__ = ['CAMERAS', 'NUSC_TABLES', 'DROP_REASONS', 'MODES', 'SPLITS', 'DATASETS', 'LAYOUT', 'UserError', 'given', 'need',
-           'check_cameras', 'Sample', 'cli_parser', 'run_cli', 'check_number', 'run_as_module', 'follow_umask',
+__all__ = ['CAMERAS', 'NUSC_TABLES', 'DROP_REASONS', 'MODES', 'SPLITS', 'DATASETS', 'LAYOUT', 'UserError', 'first_line', 'given',
+           'need', 'check_cameras', 'Sample', 'cli_parser', 'run_cli', 'check_number', 'run_as_module', 'follow_umask',
            'human_size', 'writing', 'check_writable_dir', 'write_atomic', 'temp_dir_for', 'replace_dir', 'recover_dir',
            'check_nusc_root', 'default_cache_dir', 'nusc_index', 'load_captions', 'check_mode', 'check_max_samples',
            'format_summary', 'Samples', 'image_problem', 'select_samples', 'check_split', 'scene_split', 'data_args',
@@ -26,6 +26,13 @@ CAMERAS = ('CAM_FRONT', 'CAM_FRONT_RIGHT', 'CAM_BACK_RIGHT', 'CAM_BACK', 'CAM_BA
 # %% ../nbs/00_data.ipynb #c342e5f8
 class UserError(ValueError):
     "A problem with the user's input, reported as one line and exit status 2 by the console scripts."
+
+def first_line(e, # an exception
+               limit:int=300, # at most this many characters
+              ) -> str:
+    "The first line of an exception's message (its type's name when it has none): what a one-line error quotes."
+    s = str(e).strip()
+    return s.splitlines()[0][:limit] if s else type(e).__name__
 
 # %% ../nbs/00_data.ipynb #8d9e6a75
 def given(v, # a flag's value
@@ -335,7 +342,7 @@ def _build_index(root:Path, version:str) -> list:
     try:
         with contextlib.redirect_stdout(io.StringIO()): nusc = NuScenes(version=version, dataroot=str(root), verbose=False)
     except Exception as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        first = first_line(e)
         raise UserError(f"--nusc-root: the nuScenes devkit could not load {root/version}: {first}") from e
     out = []
     for scene in nusc.scene:

@@ -10,7 +10,7 @@ import numpy as np
 import torch, torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import save_file
-from .data import _alive, follow_umask
+from .data import _alive, first_line, follow_umask
 
 
 # %% auto #0
@@ -57,7 +57,6 @@ def _finite(t:torch.Tensor) -> bool:
         return t.numel() == 0 or int((t.contiguous().view(torch.int16).numpy() & m).max()) != m
     return not t.is_floating_point() or bool(torch.isfinite(t).all())
 
-def _first(e): return (str(e).splitlines() or [type(e).__name__])[0][:200]
 
 class FeatureCache:
     "Frozen-tower outputs, one safetensors file per sample and tower under `root`, written behind the training step."
@@ -105,7 +104,7 @@ class FeatureCache:
         try:
             with safe_open(f, 'pt') as g: t = g.get_tensor('t')
         except FileNotFoundError: self.misses += 1; return None
-        except Exception as e: t, problem = None, f"unreadable: {_first(e)}"
+        except Exception as e: t, problem = None, f"unreadable: {first_line(e, 200)}"
         else:
             problem = (f"shape {tuple(t.shape)}, expected {tuple(shape)}" if shape is not None and tuple(t.shape) != tuple(shape)
                        else f"dtype {t.dtype}, expected {dtype}" if dtype is not None and t.dtype != dtype
@@ -128,7 +127,7 @@ class FeatureCache:
     def _writer(self):
         while (job := self._queue.get()) is not None:
             try: self._write(*job)
-            except Exception as e: self._errors.append(f"{job[0]}: {_first(e)}")
+            except Exception as e: self._errors.append(f"{job[0]}: {first_line(e, 200)}")
 
     def put(self, kind:str, key:str, t:torch.Tensor):
         "Store `t` atomically (temporary file, then rename); with `write_behind` the caller does not wait."

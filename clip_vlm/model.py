@@ -10,7 +10,7 @@ import numpy as np
 import torch, torch.nn as nn, torch.nn.functional as F
 from PIL import Image
 from fastcore.basics import patch
-from .data import CAMERAS, UserError, check_cameras, replace_dir, temp_dir_for
+from .data import CAMERAS, UserError, check_cameras, first_line, replace_dir, temp_dir_for
 
 # %% auto #0
 __all__ = ['IMAGE_SIZE', 'CLIP_MODEL', 'QWEN_MODEL', 'QWEN_TYPES', 'DEFAULT_PROMPT', 'REAL_CONFIGS', 'QUANTS', 'LORA_TARGETS',
@@ -184,9 +184,6 @@ def resolve_device(device=None, # None (the current GPU, else the CPU), a name (
 QUANTS = ('none', 'bnb-8bit', 'bnb-4bit')
 LORA_TARGETS = r'.*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)'
 
-def _first_line(e):
-    s = str(e).strip()
-    return (s.splitlines()[0][:300] if s else type(e).__name__)
 
 def _load(fn, model_id, flag, **kw):
     "Call a `from_pretrained`-style `fn`; a failure becomes a one-line `UserError` naming `flag` and `model_id`."
@@ -195,7 +192,7 @@ def _load(fn, model_id, flag, **kw):
         raise UserError(f"{flag} {model_id}: no such folder; pass the folder of a downloaded model, or a hub id")
     try: return fn(m, **kw)
     except (OSError, ValueError, KeyError) as e:
-        raise UserError(f"{flag} {model_id}: cannot load it ({_first_line(e)}); check the name, or download the model "
+        raise UserError(f"{flag} {model_id}: cannot load it ({first_line(e)}); check the name, or download the model "
                         f"(e.g. `hf download {model_id} --local-dir DIR`) and pass the folder: {flag} DIR") from None
 
 def default_dtype(device=None) -> torch.dtype:
@@ -905,7 +902,7 @@ def read_checkpoint_config(path) -> dict:
     f = path/'config.json'
     if not f.is_file(): raise UserError(f"{path}: not a clip_vlm checkpoint (no config.json)")
     try: cfg = json.loads(f.read_text())
-    except ValueError as e: raise UserError(f"{f}: malformed JSON ({_first_line(e)})") from None
+    except ValueError as e: raise UserError(f"{f}: malformed JSON ({first_line(e)})") from None
     if not isinstance(cfg, dict) or cfg.get('format') != 'clip_vlm': raise UserError(f"{f}: not a clip_vlm checkpoint config")
     if not isinstance(cfg.get('format_version'), int) or cfg['format_version'] > FORMAT_VERSION:
         raise UserError(f"{f}: format version {cfg.get('format_version')} is newer than this clip_vlm understands ({FORMAT_VERSION}); upgrade clip_vlm")
@@ -931,13 +928,13 @@ def from_pretrained(cls:CLIPQwenVLM,
     clip, cproc = load_clip(clip_model or cfg['clip_model'], dtype, device)
     qwen, tok, qproc = load_qwen(qwen_model or cfg['qwen_model'], quant or cfg['quant'], dtype=dtype, device=device)
     try: con = Connector(**cfg['connector'])
-    except TypeError as e: raise UserError(f"{path/'config.json'}: bad connector settings ({_first_line(e)})") from None
+    except TypeError as e: raise UserError(f"{path/'config.json'}: bad connector settings ({first_line(e)})") from None
     f = path/'connector.safetensors'
     try: sd = load_file(f)
-    except Exception as e: raise UserError(f"{f}: cannot read connector weights ({_first_line(e)})") from None
+    except Exception as e: raise UserError(f"{f}: cannot read connector weights ({first_line(e)})") from None
     try: con.load_state_dict(sd, strict=True)
     except RuntimeError as e:
-        raise UserError(f"{f} does not match the connector in config.json ({_first_line(e)}); the checkpoint is damaged") from None
+        raise UserError(f"{f} does not match the connector in config.json ({first_line(e)}); the checkpoint is damaged") from None
     if cfg.get('lora'):
         from peft import PeftModel, get_peft_model_state_dict
         af = path/'adapter'/'adapter_model.safetensors'

@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from fastcore.basics import AttrDict
 from fastcore.meta import delegates
-from .data import (MODES, DATASETS, UserError, Samples, data_args, build_samples, check_number, check_writable_dir,
-                           default_cache_dir, recover_dir, run_as_module, run_cli, writing)
+from .data import (MODES, DATASETS, UserError, Samples, data_args, build_samples, check_number,
+                           check_writable_dir, default_cache_dir, first_line, recover_dir, run_as_module, run_cli, writing)
 from .model import (CLIPQwenVLM, TooLongError, QUANTS, CLIP_MODEL, QWEN_MODEL, DEFAULT_PROMPT, IMAGE_SIZE,
                             caption_ce, compile_model, load_views, read_checkpoint_config)
 from .distill import FeatureCache, FrozenFeatures, distill_batch_loss, cache_estimate, slow_disk
@@ -75,7 +75,7 @@ class SampleData(torch.utils.data.Dataset):
             views = load_views(paths, self.image_size) if self.features.needs_pixels(found) else None
         except UserError as e: return dict(index=i, token=s.token, error=str(e))  # raised in the main process: one line
         except (OSError, ValueError, SyntaxError) as e:  # what PIL raises for a damaged image
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            first = first_line(e)
             return dict(index=i, token=s.token, error=f"sample {s.token}: an image cannot be decoded ({first}); "
                                                         "replace the file, or remove the sample")
         return dict(index=i, token=s.token, cameras=s.cameras, paths=paths, found=found, views=views,
@@ -166,7 +166,7 @@ def load_training_state(path) -> tuple:
     def part(name, read):
         try: return read(path/name)
         except Exception as e:
-            why = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+            why = first_line(e, 160)
             raise UserError(f"--resume {path}: {name} is damaged or missing ({why}); resume from another checkpoint folder") from None
     state = part('training_state.json', lambda p: json.loads(p.read_text()))
     opt = part('optimizer.pt', lambda p: torch.load(p, map_location='cpu', weights_only=True))
