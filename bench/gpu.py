@@ -103,8 +103,8 @@ def stock_towers(vlm, views):
         return c, teacher_tokens(vlm.qwen, *qwen_pixels(views, vlm.qwen_processor), batched=False)
 
 def _jpegs(folder, n):
-    "`n` generated 1600x900 camera JPEGs (clip_vlm.sample's camera images), for the data-loader row."
-    from clip_vlm.sample import camera_image
+    "`n` generated 1600x900 camera JPEGs (clip_vlm.synthetic's camera images), for the data-loader row."
+    from clip_vlm.synthetic import camera_image
     from clip_vlm.data import CAMERAS
     out = []
     for i in range(n):

@@ -8,8 +8,8 @@ from pathlib import Path
 from .common import log, median, row, child, child_main
 
 def make_jpegs(folder:Path, n:int, quality:int=90) -> list:
-    "n realistic 1600x900 camera JPEGs (smooth structure + texture, like clip_vlm.sample's), made once."
-    from clip_vlm.sample import camera_image, _noise_tile
+    "n realistic 1600x900 camera JPEGs (smooth structure + texture, like clip_vlm.synthetic's), made once."
+    from clip_vlm.synthetic import camera_image, _noise_tile
     from clip_vlm.data import CAMERAS
     import numpy as np
     folder.mkdir(parents=True, exist_ok=True)

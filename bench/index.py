@@ -11,7 +11,7 @@ from .common import log, median, row, child, child_main, peak_kib
 
 def generate(root:str, n_scenes:int, samples_per_scene:int) -> dict:
     "Write nuScenes trainval-format metadata without images; the seconds it took."
-    from clip_vlm.sample import make_nuscenes
+    from clip_vlm.synthetic import make_nuscenes
     t = time.perf_counter()
     make_nuscenes(Path(root), 'v1.0-trainval', n_scenes=n_scenes, samples_per_scene=samples_per_scene, images=False, seed=0)
     return dict(seconds=time.perf_counter() - t)

@@ -149,7 +149,7 @@ def checkpoint_rows(a) -> list:
 def bench(a) -> list:
     "The longrun section's rows (`a`: the parsed command line of bench/run.py)."
     from .train import sample_data
-    from clip_vlm.data import build_samples
+    from clip_vlm.sources import build_samples
     data = sample_data(a)
     samples = build_samples(mode='distill', dataset='nuscenes', nusc_root=data['nusc_root'], version=data['version'],
                             max_samples=data['max_samples'], cache_dir=str(a.cache/'clip_vlm_cache'))

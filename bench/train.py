@@ -17,7 +17,7 @@ def fit_run(threads:int=None, **kw) -> dict:
     import torch
     if threads: torch.set_num_threads(threads)
     from clip_vlm.train import fit
-    from clip_vlm.data import build_samples
+    from clip_vlm.sources import build_samples
     n = len(build_samples(mode=kw['mode'], dataset=kw['dataset'], nusc_root=kw['nusc_root'], version=kw['version'],
                           captions=kw.get('captions'), max_samples=kw.get('max_samples'), cache_dir=kw.get('cache_dir')))
     _, hist = fit(progress=False, **kw)
@@ -31,7 +31,7 @@ def sample_data(a) -> dict:
     "The sample nuScenes tree (4 x 5 samples, 1600x900 JPEGs, every one captioned), made once; --quick: 6 samples only."
     root = a.cache/'sample-nusc'
     if not (root/'.complete').exists():
-        from clip_vlm.sample import make_nuscenes, make_captions
+        from clip_vlm.synthetic import make_nuscenes, make_captions
         if root.exists(): shutil.rmtree(root)
         log(f"data: generating the sample nuScenes tree in {root} (once) ...")
         make_nuscenes(root/'nuscenes', n_scenes=4, samples_per_scene=5, image_size=(1600, 900))

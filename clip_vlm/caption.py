@@ -11,8 +11,12 @@ import torch
 from fastcore.meta import delegates
 from fastcore.script import Param
 from tqdm.auto import tqdm
-from .data import CAMERAS, UserError, Sample, Samples, build_samples, check_cameras, data_args, format_summary
-from .data import check_number, given, need, run_as_module, run_cli, show_sample, write_atomic
+from .data import CAMERAS, Sample, Samples, check_cameras, data_args, format_summary
+from .cli import UserError, check_choice
+from .sources import build_samples
+from .cli import check_number, given, need, run_as_module, run_cli
+from .data import show_sample
+from .crashsafe import write_atomic
 from .model import IM_END, QUANTS, CLIPQwenVLM, TooLongError, caption_ce, package_versions, read_checkpoint_config, resolve_device
 from .model import lm_forward, lm_generate, pad_views
 
@@ -35,7 +39,7 @@ def load_checkpoint(path, # checkpoint folder written by `clip_vlm_train --save`
     "A checkpoint's model for inference (its `best/` unless `last`): frozen, eval mode, `.checkpoint_dir` and `.model_dir` set."
     from clip_vlm.train import resolve_checkpoint
     path = Path(path).expanduser()
-    if quant is not None and quant not in QUANTS: raise UserError(f"--qwen-quant {quant}: choose one of {', '.join(QUANTS)}")
+    if quant is not None: check_choice('--qwen-quant', quant, QUANTS, 'quantisation')
     read_checkpoint_config(path)  # one-line errors before any model is loaded
     model_dir = resolve_checkpoint(path, last)
     device = resolve_device(device)
@@ -438,13 +442,13 @@ def reference_parts(samples, # `Samples` from `build_samples` (their `summary` s
     "Per-camera parts of `per_view_concat` references, read back from the NuInteract rows: dict token -> {camera: text}."
     summ = getattr(samples, 'summary', None) or {}
     if summ.get('source') != 'nuinteract' or summ.get('strategy') != 'per_view_concat': return {}
-    from clip_vlm.nuinteract import read_nuinteract, _caption_dict
+    from clip_vlm.nuinteract import read_nuinteract, row_captions
     rows, _, _ = read_nuinteract(summ['nuinteract_dir'])
     src = summ.get('caption_source') or 'gpt'
     out = {}
     for s in samples:
         for row in rows.get(s.token, ()):
-            for c in (_caption_dict(row, x) for x in (('gpt', 'gemini') if src == 'auto' else (src,))):
+            for c in (row_captions(row, x) for x in (('gpt', 'gemini') if src == 'auto' else (src,))):
                 parts = {cam: c[cam] for cam in _views(s) if cam in c}
                 if parts and ' '.join(parts.values()) == s.caption: out[s.token] = parts; break
             if s.token in out: break

@@ -10,7 +10,8 @@ import numpy as np
 import torch, torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import save_file
-from .data import _alive, first_line, follow_umask
+from .crashsafe import pid_alive, follow_umask
+from .cli import first_line
 
 
 # %% auto #0
@@ -78,7 +79,7 @@ class FeatureCache:
             for f in (self.root/kind).glob('*/*.tmp'):
                 m = re.match(r'^\..+\.(\d+)-[^.]*\.tmp$', f.name)
                 with contextlib.suppress(OSError):
-                    if (m and not _alive(int(m[1]))) or (not m and time.time() - f.stat().st_mtime > min_age):
+                    if (m and not pid_alive(int(m[1]))) or (not m and time.time() - f.stat().st_mtime > min_age):
                         f.unlink(); n += 1
         return n
 
@@ -183,11 +184,11 @@ class FrozenFeatures:
                  cache:FeatureCache=None, # where to keep tokens between epochs and runs (None: recompute every time)
                  teacher:bool=False, # also produce the Qwen-VL vision tower's tokens (distill mode)
                 ):
-        from clip_vlm.model import _vl
+        from clip_vlm.model import vl_model
         self.vlm, self.cache, self.with_teacher = vlm, cache, teacher
         self.kinds = ['clip'] + (['teacher'] if teacher else [])
         g, size = vlm.geometry, list(vlm.image_size)
-        towers = {'clip': vlm.clip, 'teacher': _vl(vlm.qwen).visual if teacher else None}
+        towers = {'clip': vlm.clip, 'teacher': vl_model(vlm.qwen).visual if teacher else None}
         self.shape = {'clip': (g['clip_grid'][0]*g['clip_grid'][1], g['d_clip']), 'teacher': (g['tokens_per_view'], g['d_llm'])}
         self.dtype = {k: store_dtype(next(towers[k].parameters()).dtype) for k in self.kinds}
         self.settings = {}

@@ -9,10 +9,10 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from fastcore.meta import delegates
 from tqdm import tqdm
-from .data import (CAMERAS, UserError, Sample, Samples, check_cameras, check_max_samples, check_mode, check_split,
-                           check_writable_dir, data_args, human_size, need, nusc_index, recover_dir, replace_dir, run_as_module, run_cli,
-                           scene_split, select_samples, source_flags, temp_dir_for, writing)
-from .nuinteract import caption_parts, caption_text, check_source, nuinteract_samples, read_nuinteract
+from .data import (CAMERAS, Sample, Samples, check_cameras, check_max_samples, check_mode, check_split, data_args, nusc_index, scene_split, select_samples, source_flags)
+from .cli import UserError, need, run_as_module, run_cli
+from .crashsafe import check_writable_dir, human_size, recover_dir, replace_dir, temp_dir_for, writing
+from .nuinteract import caption_parts, caption_text, check_caption_source, nuinteract_samples, read_nuinteract
 
 # %% auto #0
 __all__ = ['EXPORT_FORMAT', 'EXPORT_FORMAT_VERSION', 'EXPORT_CAMERAS', 'export_overlap', 'clip_vlm_export', 'read_manifest',
@@ -88,7 +88,7 @@ def export_overlap(nusc_root, # the nuScenes folder (`--nusc-root`)
                    progress:bool=True, # show a progress bar while copying
                   ) -> Path:
     "Copy the samples in both NuInteract and `version` (images, captions, manifest) to `output_dir`; return it."
-    cams, source = check_cameras(cameras or EXPORT_CAMERAS), check_source(nuinteract_caption_source)
+    cams, source = check_cameras(cameras or EXPORT_CAMERAS), check_caption_source(nuinteract_caption_source)
     max_samples = check_max_samples(max_samples)
     need(output_dir, '--output-dir', 'name the folder to create')
     need(nusc_root, '--nusc-root', 'point it at the nuScenes folder')

@@ -10,17 +10,19 @@ import numpy as np
 import torch, torch.nn as nn, torch.nn.functional as F
 from PIL import Image
 from fastcore.basics import patch
-from .data import CAMERAS, UserError, check_cameras, first_line, replace_dir, temp_dir_for
+from .data import CAMERAS, check_cameras
+from .cli import UserError, check_choice, first_line
+from .crashsafe import replace_dir, temp_dir_for
 
 # %% auto #0
 __all__ = ['IMAGE_SIZE', 'CLIP_MODEL', 'QWEN_MODEL', 'QWEN_TYPES', 'DEFAULT_PROMPT', 'REAL_CONFIGS', 'QUANTS', 'LORA_TARGETS',
            'VARLEN_ATTENTION', 'IMAGE_PAD', 'VISION_START', 'VISION_END', 'IM_END', 'FORMAT_VERSION', 'token_grid',
            'check_geometry', 'real_config', 'load_view', 'load_views', 'clip_pixels', 'qwen_pixels', 'resolve_device',
-           'default_dtype', 'freeze', 'load_clip', 'unpack_4bit', 'bnb_config', 'add_lora', 'load_qwen', 'clip_tokens',
-           'segment_groups', 'varlen_sdpa', 'vision_geometry', 'vision_attention', 'teacher_tokens', 'count_sdpa',
-           'merge_2x2', 'pad_views', 'Connector', 'TooLongError', 'build_lm_inputs', 'collate_lm', 'mrope_positions',
-           'lm_forward', 'lm_generate', 'package_versions', 'CLIPQwenVLM', 'caption_ce', 'read_checkpoint_config',
-           'compile_model']
+           'default_dtype', 'freeze', 'load_clip', 'unpack_4bit', 'bnb_config', 'add_lora', 'vl_model', 'load_qwen',
+           'clip_tokens', 'segment_groups', 'varlen_sdpa', 'vision_geometry', 'vision_attention', 'teacher_tokens',
+           'count_sdpa', 'merge_2x2', 'pad_views', 'Connector', 'TooLongError', 'build_lm_inputs', 'collate_lm',
+           'mrope_positions', 'lm_forward', 'lm_generate', 'package_versions', 'CLIPQwenVLM', 'caption_ce',
+           'read_checkpoint_config', 'compile_model']
 
 # %% ../nbs/03_model.ipynb #cb7d6a16
 IMAGE_SIZE = (224, 392)
@@ -278,7 +280,7 @@ def _quiet_int8_cast_warning():
     if not any(isinstance(f, _DropInt8Cast) for f in lg.filters): lg.addFilter(_DropInt8Cast())
 
 def _base(qwen): return qwen.get_base_model() if hasattr(qwen, 'get_base_model') else qwen
-def _vl(qwen):
+def vl_model(qwen):
     "The inner `Qwen2VLModel`/`Qwen2_5_VLModel` (vision tower, LLM, `get_rope_index`) of a possibly peft-wrapped model."
     return _base(qwen).model
 
@@ -294,7 +296,7 @@ def load_qwen(model_id=QWEN_MODEL, # hub id or local folder of a Qwen2-VL / Qwen
              ) -> tuple:
     "Frozen Qwen-VL (eval mode; LoRA adapters trainable when `use_lora`), its tokenizer and its image processor."
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoTokenizer
-    if quant not in QUANTS: raise UserError(f"--qwen-quant {quant}: choose one of {', '.join(QUANTS)}")
+    check_choice('--qwen-quant', quant, QUANTS, 'quantisation')
     cfg = _load(AutoConfig.from_pretrained, model_id, '--qwen-model')
     mt = getattr(cfg, 'model_type', None)
     if mt not in QWEN_TYPES:
@@ -433,7 +435,7 @@ def teacher_tokens(qwen, # Qwen-VL model (possibly quantised / peft-wrapped)
                    batched:bool=True, # batched window attention (`varlen_sdpa`); False: the stock per-window calls
                   ) -> torch.Tensor:
     "Qwen-VL's merged vision tokens for each view: `(V, T, d_llm)`."
-    vl = _vl(qwen)
+    vl = vl_model(qwen)
     if not hasattr(vl, 'get_image_features'):
         raise UserError(f"{type(_base(qwen)).__name__} has no vision tower; distill needs a Qwen-VL model such as {QWEN_MODEL}")
     visual = vl.visual
@@ -620,7 +622,7 @@ def mrope_positions(qwen, # Qwen-VL model (possibly peft-wrapped)
                     batch:dict, # from `collate_lm` (or one `build_lm_inputs` item with a batch dimension)
                    ) -> torch.Tensor:
     "M-RoPE position ids `(3, B, L)` exactly as Qwen's `get_rope_index` computes them, cached per sample layout; `batch['position_ids']` when present."
-    vl = _vl(qwen)
+    vl = vl_model(qwen)
     vl.rope_deltas = None
     if batch.get('position_ids') is not None: return batch['position_ids']
     ids = batch['input_ids']
@@ -639,7 +641,7 @@ def mrope_positions(qwen, # Qwen-VL model (possibly peft-wrapped)
     return torch.stack(rows, 1).to(ids.device, non_blocking=True)
 
 def _embed(qwen, batch, vision_tokens, token_mask):
-    vl = _vl(qwen)
+    vl = vl_model(qwen)
     ids = batch['input_ids']
     emb = vl.get_input_embeddings()(ids)
     flat = vision_tokens[token_mask] if token_mask is not None else vision_tokens.reshape(-1, vision_tokens.shape[-1])
@@ -679,11 +681,11 @@ def lm_generate(qwen, # Qwen-VL model (possibly quantised / peft-wrapped)
     gc = GenerationConfig(**{**neutral, 'do_sample': False, 'max_new_tokens': max_new_tokens,
                              'pad_token_id': tokenizer.pad_token_id, 'eos_token_id': _base(qwen).generation_config.eos_token_id})
     rest = gc.update(**kwargs)
-    _vl(qwen).rope_deltas = None
+    vl_model(qwen).rope_deltas = None
     out = qwen.generate(input_ids=batch['input_ids'], inputs_embeds=_embed(qwen, batch, vision_tokens, token_mask),
                         attention_mask=am, mm_token_type_ids=batch['mm_token_type_ids'],
                         image_grid_thw=batch['image_grid_thw'].to(am.device), generation_config=gc, **rest)
-    _vl(qwen).rope_deltas = None
+    vl_model(qwen).rope_deltas = None
     return tokenizer.batch_decode(out[:, batch['input_ids'].shape[1]:], skip_special_tokens=True)
 
 # %% ../nbs/03_model.ipynb #1b14a019
@@ -794,7 +796,7 @@ class CLIPQwenVLM(nn.Module):
                 views, # uint8 `(V, H, W, 3)` from `load_views`: one sample's views, or every view of a batch
                ) -> torch.Tensor:
         "The Qwen-VL vision tower's own tokens `(V, T, d_llm)` for the views (the distillation target)."
-        return teacher_tokens(self.qwen, *qwen_pixels(views, self.qwen_processor, _vl(self.qwen).visual.device))
+        return teacher_tokens(self.qwen, *qwen_pixels(views, self.qwen_processor, vl_model(self.qwen).visual.device))
 
     def lm_inputs(self,
                   cameras, # camera names of the views, in order
@@ -962,7 +964,7 @@ def compile_model(vlm, # a `CLIPQwenVLM`
                   **kwargs, # passed to `torch.compile` (e.g. `mode='max-autotune-no-cudagraphs'`, `dynamic=True`)
                  ) -> list:
     "Compile `vlm`'s repeated blocks in place with `torch.compile` (regional compilation); returns the kinds compiled."
-    vl, done = _vl(vlm.qwen), []
+    vl, done = vl_model(vlm.qwen), []
     groups = dict(clip=getattr(vlm.clip, 'vision_model', vlm.clip).encoder.layers, vision=vl.visual.blocks) if towers else {}
     if llm: groups['llm'] = vl.language_model.layers
     for name, blocks in groups.items():

@@ -8,30 +8,26 @@ import json, os, sys
 from pathlib import Path
 from fastcore.meta import delegates
 from tqdm import tqdm
-from .data import (CAMERAS, UserError, Sample, Samples, check_cameras, check_mode, check_max_samples,
-                           check_nusc_root, data_args, given, need, nusc_index, scene_split, select_samples, source_flags)
+from .data import (CAMERAS, Sample, Samples, check_cameras, check_mode, check_max_samples, check_nusc_root, data_args, nusc_index, scene_split, select_samples, source_flags)
+from .cli import UserError, check_choice, given, need
 
 # %% auto #0
-__all__ = ['CAPTION_SOURCES', 'STRATEGIES', 'check_source', 'check_strategy', 'read_nuinteract', 'caption_text', 'caption_parts',
-           'nuinteract_samples']
+__all__ = ['CAPTION_SOURCES', 'STRATEGIES', 'check_caption_source', 'check_strategy', 'read_nuinteract', 'row_captions',
+           'caption_text', 'caption_parts', 'nuinteract_samples']
 
 # %% ../nbs/01_nuinteract.ipynb #cee1cd97
 CAPTION_SOURCES = ('gpt', 'gemini', 'auto')
 STRATEGIES = ('overall', 'per_view_concat')
 
-def check_source(source:str, # 'gpt', 'gemini' or 'auto' (`--nuinteract-caption-source`)
-                ) -> str:
+def check_caption_source(source:str, # 'gpt', 'gemini' or 'auto' (`--nuinteract-caption-source`)
+                        ) -> str:
     "Validate `--nuinteract-caption-source`."
-    if source not in CAPTION_SOURCES:
-        raise UserError(f"--nuinteract-caption-source: unknown source {source!r}; choose gpt, gemini or auto")
-    return source
+    return check_choice('--nuinteract-caption-source', source, CAPTION_SOURCES, 'source')
 
 def check_strategy(strategy:str, # 'overall' or 'per_view_concat' (`--nuinteract-caption-strategy`)
                   ) -> str:
     "Validate `--nuinteract-caption-strategy`."
-    if strategy not in STRATEGIES:
-        raise UserError(f"--nuinteract-caption-strategy: unknown strategy {strategy!r}; choose overall or per_view_concat")
-    return strategy
+    return check_choice('--nuinteract-caption-strategy', strategy, STRATEGIES, 'strategy')
 
 # %% ../nbs/01_nuinteract.ipynb #16db1c59
 def _warn(msg): print(f"warning: {msg}", file=sys.stderr)
@@ -71,7 +67,7 @@ def read_nuinteract(nuinteract_dir, # NuInteract's `all_caption_public/` folder 
     return rows, bad, dict(files=len(files), foreign_rows_files=len(foreign), mixed_files=len(mixed))
 
 # %% ../nbs/01_nuinteract.ipynb #ef09f911
-def _caption_dict(row, source:str) -> dict:
+def row_captions(row, source:str) -> dict:
     "The non-blank string captions of `row`'s `<source>_caption` field."
     c = row.get(f'{source}_caption') if isinstance(row, dict) else None
     if isinstance(c, str): c = {'OVERALL': c}
@@ -99,9 +95,9 @@ def caption_text(row:dict, # one NuInteract row
                  cameras=CAMERAS, # camera order for per_view_concat
                 ) -> tuple:
     "The caption a row gives under `strategy` from `source`: (text, source used), or (None, None)."
-    strategy, source, cameras = check_strategy(strategy), check_source(source), check_cameras(cameras)
+    strategy, source, cameras = check_strategy(strategy), check_caption_source(source), check_cameras(cameras)
     for src in (('gpt', 'gemini') if source == 'auto' else (source,)):
-        c = _caption_dict(row, src)
+        c = row_captions(row, src)
         text = _per_view(c, cameras) if strategy == 'per_view_concat' else _overall(c)
         if text: return text, src
     return None, None
@@ -111,9 +107,9 @@ def caption_parts(row:dict, # one NuInteract row
                   source:str='gpt', # 'gpt', 'gemini' or 'auto'
                  ) -> dict:
     "The `overall` caption and its FRONT and BACK snippets from `source` (for the export manifest)."
-    source = check_source(source)
+    source = check_caption_source(source)
     srcs = ('gpt', 'gemini') if source == 'auto' else (source,)
-    c = next((c for c in map(lambda s: _caption_dict(row, s), srcs) if _overall(c)), _caption_dict(row, srcs[0]))
+    c = next((c for c in map(lambda s: row_captions(row, s), srcs) if _overall(c)), row_captions(row, srcs[0]))
     return dict(combined=_overall(c), front=c.get('FRONT'), back=c.get('BACK'))
 
 # %% ../nbs/01_nuinteract.ipynb #81ef012a
@@ -123,7 +119,7 @@ def nuinteract_samples(mode:str='lm', # 'lm' needs captions, 'distill' does not
     "The samples of a nuScenes version with NuInteract captions, filtered and summarised."
     a = source_flags(nuinteract_samples, kwargs)
     cameras, mode, max_samples = check_cameras(a.cameras), check_mode(mode), check_max_samples(a.max_samples)
-    strategy, source = check_strategy(a.nuinteract_caption_strategy), check_source(a.nuinteract_caption_source)
+    strategy, source = check_strategy(a.nuinteract_caption_strategy), check_caption_source(a.nuinteract_caption_source)
     version, nuinteract_dir = a.version, a.nuinteract_dir
     scenes = scene_split(version, a.split)
     root = check_nusc_root(a.nusc_root, version)

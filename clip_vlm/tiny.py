@@ -214,8 +214,9 @@ def demo_assets(root=None, # folder for the assets (default `<cache>/demo`)
                 image_size=(800, 450), # camera image size of the generated tree (half the real 1600×900)
                ) -> dict:
     "Generate (once) the sample nuScenes tree, NuInteract captions, a captions JSON and tiny models; their paths."
-    from clip_vlm.sample import make_nuscenes, make_nuinteract, make_captions
-    from clip_vlm.data import default_cache_dir, write_atomic
+    from clip_vlm.synthetic import make_nuscenes, make_nuinteract, make_captions
+    from clip_vlm.data import default_cache_dir
+    from clip_vlm.crashsafe import write_atomic
     root = Path(root) if root is not None else default_cache_dir()/'demo'
     done = root/'assets.json'
     if done.is_file():

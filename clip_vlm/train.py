@@ -11,19 +11,20 @@ import numpy as np
 import torch
 from fastcore.basics import AttrDict
 from fastcore.meta import delegates
-from .data import (MODES, DATASETS, UserError, Samples, data_args, build_samples, check_number,
-                           check_writable_dir, default_cache_dir, first_line, recover_dir, run_as_module, run_cli, writing)
+from .data import MODES, Samples, data_args, default_cache_dir
+from .sources import DATASETS, build_samples
+from .cli import UserError, check_choice, check_number, first_line, run_as_module, run_cli
+from .crashsafe import check_writable_dir, recover_dir, writing
 from .model import (CLIPQwenVLM, TooLongError, QUANTS, CLIP_MODEL, QWEN_MODEL, DEFAULT_PROMPT, IMAGE_SIZE,
                             caption_ce, compile_model, load_views, read_checkpoint_config)
 from .distill import FeatureCache, FrozenFeatures, distill_batch_loss, cache_estimate, slow_disk
 
 # %% auto #0
-__all__ = ['FIT_NUMBERS', 'TRACKERS', 'lm_items', 'lm_batch_loss', 'EpochSampler', 'SampleData', 'plot_history',
-           'save_checkpoint', 'resolve_checkpoint', 'load_training_state', 'parse_every', 'check_fit_args', 'fit_args',
-           'run_cost', 'format_cost', 'check_cache_fits', 'load_samples', 'load_model', 'Run', 'start_run',
-           'make_accelerator', 'init_trackers', 'log_figure', 'batch_loss', 'lr_at', 'save_due', 'train_epoch',
-           'eval_loss', 'save_run', 'update_best', 'build_cache', 'finish_run', 'fit', 'demo', 'train_parser',
-           'clip_vlm_train']
+__all__ = ['FIT_RANGES', 'TRACKERS', 'lm_items', 'lm_batch_loss', 'EpochSampler', 'SampleData', 'plot_history', 'save_checkpoint',
+           'resolve_checkpoint', 'load_training_state', 'parse_every', 'check_fit_args', 'fit_args', 'run_cost',
+           'format_cost', 'check_cache_fits', 'load_samples', 'load_model', 'Run', 'start_run', 'make_accelerator',
+           'init_trackers', 'log_figure', 'batch_loss', 'lr_at', 'save_due', 'train_epoch', 'eval_loss', 'save_run',
+           'update_best', 'build_cache', 'finish_run', 'fit', 'demo', 'train_parser', 'clip_vlm_train']
 
 # %% ../nbs/05_train_lm.ipynb #cb29b416
 def lm_items(vlm, # the model (its tokenizer, prompt and token grid)
@@ -186,12 +187,12 @@ def _parse_size(image_size):
     return tuple(image_size)
 
 def _mixed_precision(mp:str) -> str:
-    if mp not in ('auto', 'no', 'bf16', 'fp16'): raise UserError(f"--mixed-precision {mp}: choose auto, no, bf16 or fp16")
+    check_choice('--mixed-precision', mp, ('auto', 'no', 'bf16', 'fp16'), 'precision')
     if mp != 'auto': return mp
     if not torch.cuda.is_available(): return 'no'
     return 'bf16' if torch.cuda.is_bf16_supported(including_emulation=False) else 'fp16'  # a T4 emulates bf16 slowly: fp16
 
-FIT_NUMBERS = dict(  # every numeric flag of `fit` and the rule `check_number` holds it to
+FIT_RANGES = dict(  # every numeric flag of `fit` and the rule `check_number` holds it to
     epochs=dict(lo=1, integer=True), batch_size=dict(lo=1, integer=True), grad_accum=dict(lo=1, integer=True),
     warmup=dict(lo=0, integer=True), workers=dict(lo=0, integer=True), seed=dict(lo=0, integer=True),
     lr=dict(lo=0, lo_open=True), weight_decay=dict(lo=0), max_grad_norm=dict(lo=0), l1_weight=dict(lo=0),
@@ -217,11 +218,10 @@ def check_fit_args(a:dict, # `fit`'s arguments by name
                   ) -> AttrDict:
     "Validate `fit`'s arguments (one-line `UserError`s) and return them with the view size parsed."
     a = AttrDict(a)
-    if a.mode not in MODES: raise UserError(f"--mode: unknown mode {a.mode!r}; choose {' or '.join(MODES)}")
-    if a.dataset not in DATASETS: raise UserError(f"--dataset: unknown dataset {a.dataset!r}; choose {', '.join(DATASETS)}")
-    if a.qwen_quant not in QUANTS: raise UserError(f"--qwen-quant {a.qwen_quant}: choose one of {', '.join(QUANTS)}")
+    check_choice('--mode', a.mode, MODES, 'mode'); check_choice('--dataset', a.dataset, DATASETS, 'dataset')
+    check_choice('--qwen-quant', a.qwen_quant, QUANTS, 'quantisation')
     if a.workers is None: a.workers = min(8, max(0, (os.cpu_count() or 1) - 2)) if torch.cuda.is_available() else 0
-    for k, rule in FIT_NUMBERS.items(): a[k] = check_number('--' + k.replace('_', '-'), a[k], **rule)
+    for k, rule in FIT_RANGES.items(): a[k] = check_number('--' + k.replace('_', '-'), a[k], **rule)
     if a.mode == 'distill' and a.use_lora:
         raise UserError("--use-lora trains the LLM, which --mode distill never runs; drop --use-lora or use --mode lm")
     if a.save is not None and a.save != a.resume: recover_dir(a.save)  # what a killed run left there goes first
@@ -723,7 +723,7 @@ def _train_main(demo_:bool=False, **kwargs):
 
 def train_parser():
     "The `clip_vlm_train` argument parser: `fit`'s parameters as flags, plus `--demo`."
-    from clip_vlm.data import cli_parser
+    from clip_vlm.cli import cli_parser
     p = cli_parser(fit, prog='clip_vlm_train')
     p.description = "Train a CLIP + Qwen-VL connector on nuScenes surround cameras (lm: captions, distill: Qwen-VL's image tokens)."
     p.add_argument('--demo', dest='demo_', action='store_true',
