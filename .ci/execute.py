@@ -1,11 +1,12 @@
 """Execute notebooks in place so their committed outputs show what a reader should see (figures, summaries).
 
 Usage: python .ci/execute.py [nbs/NAME.ipynb ...]   (default: every notebook in nbs/)
+       python .ci/execute.py --check [nbs/NAME.ipynb ...]   (only check the committed outputs; executes nothing)
 
 Cells run top to bottom in nbs/ (the notebook's own folder, as on Colab or in Jupyter), `#| slow` cells included
 (`#| gpu` cells only where CUDA is available).
 Outputs of `#| hide` cells, warnings and progress bars (stderr) are dropped, temporary folders and the home folder are written as `<tmp>` and `~`,
-and an output that still looks machine- or run-specific (a temporary name, a timing) is reported as an error, because
+and an output that still looks machine- or run-specific (a temporary name, a timing, free disk space) is reported as an error, because
 committed outputs must be the same on every run. Run `nbdev_clean` afterwards (execution counts are cleared).
 """
 import os, re, sys, tempfile
@@ -17,7 +18,11 @@ os.environ.setdefault('MPLBACKEND', 'module://matplotlib_inline.backend_inline')
 from execnb.nbio import read_nb, write_nb
 from execnb.shell import CaptureShell
 
-NONDETERMINISTIC = re.compile(r'/tmp/|/var/folders/|\btmp[a-z0-9_]{8}\b|\bin \d+(\.\d+)? ?(s|secs|seconds)\b|\b\d+\.\d+ ?s\b|\d+(\.\d+)? ?(it|samples)/s\b')
+NONDETERMINISTIC = re.compile(
+    r'/tmp/|/var/folders/|\btmp[a-z0-9_]{8}\b'                       # temporary folders
+    r'|\b\d+(\.\d+)? ?(s|ms|secs|seconds|min|minutes)\b(?! apart)'      # timings ("13 s", "in 2.5 s", "40 ms")
+    r'|\d+(\.\d+)? ?(it|samples|steps)/s\b'                            # speeds
+    r'|"free_bytes": \d|\bfree[ :=]+\d|\d(\.\d+)? ?[KMGT]i?B free\b')  # this machine's free disk space
 
 _TMP = re.compile(re.escape(tempfile.gettempdir().rstrip('/')) + r'/[^/\s\'"]+')
 
@@ -59,8 +64,15 @@ def execute(path:Path) -> list:
     write_nb(nb, path)
     return problems
 
+def check(path:Path) -> list:
+    "The committed outputs of `path` that look machine- or run-specific."
+    nb = read_nb(path)
+    return [f"{path.name} cell {i}: {_text(o)[:120]!r}" for i, c in enumerate(nb.cells) if c.cell_type == 'code'
+            for o in c.get('outputs', []) if NONDETERMINISTIC.search(_text(o)) or '/root/' in _text(o)]
+
 if __name__ == '__main__':
-    paths = [Path(p) for p in sys.argv[1:]] or sorted(Path('nbs').glob('*.ipynb'))
-    problems = [p for path in paths for p in execute(path.absolute())]
+    args = [a for a in sys.argv[1:] if a != '--check']
+    paths = [Path(p) for p in args] or sorted(Path('nbs').rglob('*.ipynb'))
+    problems = [p for path in paths for p in (check(path) if '--check' in sys.argv else execute(path.absolute()))]
     for p in problems: print('nondeterministic output:', p)
     sys.exit(1 if problems else 0)
