@@ -43,7 +43,7 @@ def load_checkpoint(path, # checkpoint folder written by `clip_vlm_train --save`
     read_checkpoint_config(path=path)  # one-line errors before any model is loaded
     model_dir = resolve_checkpoint(path=path, last=last)
     device = resolve_device(device=device)
-    vlm = CLIPQwenVLM.from_pretrained(model_dir, clip_model=clip_model, qwen_model=qwen_model, quant=quant, dtype=dtype, device=device, is_trainable=False)
+    vlm = CLIPQwenVLM.from_pretrained(path=model_dir, clip_model=clip_model, qwen_model=qwen_model, quant=quant, dtype=dtype, device=device, is_trainable=False)
     for p in vlm.parameters(): p.requires_grad_(False)
     vlm.checkpoint_dir, vlm.model_dir = path.absolute(), model_dir.absolute()  # eval.json goes to the folder the user named
     return vlm.eval()
@@ -374,7 +374,7 @@ def _baseline_runs(vlm, scored:list, baselines:list, max_new_tokens:int, batch_s
 # %% ../nbs/07_caption.ipynb #8ec86d6c
 def _per_view(runs:dict, scored:list, summary:dict=None) -> list:
     "Per-camera rows of every system on `per_view_concat` references (`reference_parts`, `split_by_view`); [] without camera parts."
-    parts = reference_parts(Samples(scored, summary or {}))
+    parts = reference_parts(Samples(items=scored, summary=summary or {}))
     per_view = []
     if not (parts and have_coco()): return per_view
     psamples = [s for s in scored if s.token in parts]
@@ -411,7 +411,7 @@ def evaluate(vlm, # a `CLIPQwenVLM` (e.g. from `load_checkpoint`)
     sc = caption_scores(captions=[gen[s.token] for s in scored], references=[s.caption for s in scored])
     more, partners = _baseline_runs(vlm, scored, baselines, max_new_tokens, batch_size, progress)
     runs = {'matched': dict(losses=losses, captions=gen), **more}
-    rows, metrics = report_rows(runs, scored, meteor)
+    rows, metrics = report_rows(runs=runs, scored=scored, meteor=meteor)
     per_view = _per_view(runs, scored, summary)
     m0, ckpt = metrics['matched'], getattr(vlm, 'checkpoint_dir', None)
     meta = getattr(vlm, 'metadata', {}) or {}
@@ -421,14 +421,15 @@ def evaluate(vlm, # a `CLIPQwenVLM` (e.g. from `load_checkpoint`)
                systems={k: SYSTEM_TEXT[k] for k in runs}, rows=rows, per_view=per_view,
                generation=dict(greedy=True, max_new_tokens=int(max_new_tokens), stop=IM_END, prompt=vlm.prompt,
                                batch_size=int(batch_size), image_size=list(vlm.image_size)),
-               metrics=metric_notes(sc, m0, len(scored)),
+               metrics=metric_notes(sc=sc, m0=m0, n=len(scored)),
                shuffled=dict(pairs={s.token: p.token for s, p in zip(scored, partners)}) if partners else None,
                versions=package_versions('sacrebleu', 'rouge-score', 'pycocoevalcap', 'torch', 'transformers', 'clip_vlm'),
                data=summary or None,
                seconds=round(time.time()-t0, 3), created=datetime.now(timezone.utc).isoformat(timespec='seconds'),
-               per_sample=per_sample_rows(scored, losses, gen, sc['rouge_l_per_sample'], runs, baselines))
+               per_sample=per_sample_rows(scored=scored, losses=losses, captions=gen, rouge=sc['rouge_l_per_sample'],
+                                          runs=runs, baselines=baselines))
     if out is None and ckpt is not None: out = Path(ckpt)/'eval.json'
-    if out: write_report(res, out)
+    if out: write_report(res=res, out=out)
     return res
 
 # %% ../nbs/07_caption.ipynb #4e5e2d41
