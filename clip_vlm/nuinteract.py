@@ -19,11 +19,13 @@ __all__ = ['CAPTION_SOURCES', 'STRATEGIES', 'check_caption_source', 'check_strat
 CAPTION_SOURCES = ('gpt', 'gemini', 'auto')
 STRATEGIES = ('overall', 'per_view_concat')
 
+# %% ../nbs/01_nuinteract.ipynb #cee1cd97
 def check_caption_source(source:str, # 'gpt', 'gemini' or 'auto' (`--nuinteract-caption-source`)
                         ) -> str:
     "Validate `--nuinteract-caption-source`."
     return check_choice('--nuinteract-caption-source', source, CAPTION_SOURCES, 'source')
 
+# %% ../nbs/01_nuinteract.ipynb #cee1cd97
 def check_strategy(strategy:str, # 'overall' or 'per_view_concat' (`--nuinteract-caption-strategy`)
                   ) -> str:
     "Validate `--nuinteract-caption-strategy`."
@@ -67,13 +69,16 @@ def read_nuinteract(nuinteract_dir, # NuInteract's `all_caption_public/` folder 
     return rows, bad, dict(files=len(files), foreign_rows_files=len(foreign), mixed_files=len(mixed))
 
 # %% ../nbs/01_nuinteract.ipynb #ef09f911
-def row_captions(row, source:str) -> dict:
-    "The non-blank string captions of `row`'s `<source>_caption` field."
+def row_captions(row, # one NuInteract row (anything but a dict has no captions)
+                 source:str, # 'gpt' or 'gemini': the row's `<source>_caption` field is read
+                ) -> dict:
+    "The non-blank captions of `row`'s `<source>_caption` field, stripped, keyed by camera, FRONT, BACK or OVERALL."
     c = row.get(f'{source}_caption') if isinstance(row, dict) else None
     if isinstance(c, str): c = {'OVERALL': c}
     if not isinstance(c, dict): return {}
     return {k: v.strip() for k, v in c.items() if isinstance(k, str) and isinstance(v, str) and v.strip()}
 
+# %% ../nbs/01_nuinteract.ipynb #ef09f911
 def _squash(s): return ''.join(s.split())
 
 def _overall(c:dict) -> str|None:
@@ -83,6 +88,7 @@ def _overall(c:dict) -> str|None:
     parts = ([ov] if ov and _squash(ov) != _squash(''.join(fb)) else []) + fb
     return ' '.join(parts) or None
 
+# %% ../nbs/01_nuinteract.ipynb #ef09f911
 def _per_view(c:dict, cameras) -> str|None:
     "The requested cameras' captions in order, else the overall text."
     views = [c[cam] for cam in cameras if cam in c]
