@@ -121,7 +121,7 @@ def _build_index(root:Path, version:str) -> list:
             tok = s['next']
     return out
 
-# %% ../nbs/00_data.ipynb #8b72a04f
+# %% ../nbs/00_data.ipynb #e5d32640
 def _read_index(cache:Path, # the index's cache file
                 key:dict, # what the index depends on (`_index_key`)
                ) -> list|None:

@@ -127,6 +127,7 @@ def export_overlap(nusc_root, # the nuScenes folder (`--nusc-root`)
         _write_export(out, samples, entries, manifest, cams, progress)
     return out
 
+# %% ../nbs/02_export.ipynb #b56c6afe
 def _write_export(out, samples, entries, manifest, cams, progress):
     "Copy the images and write captions.json and manifest.json in a temporary folder, then swap it into place."
     tmp = temp_dir_for(out, 'partial')
@@ -156,6 +157,7 @@ def _export_main(output_dir:str=None, # folder to create for the export
     print(f"dropped: " + ', '.join(f'{k} {v}' for k, v in c['dropped'].items()))
     print(json.dumps(c))
 
+# %% ../nbs/02_export.ipynb #563437e1
 def clip_vlm_export(argv:list=None, # arguments (default `sys.argv[1:]`)
                    ):
     "Console script: export the NuInteract ∩ nuScenes overlap; bad input is one line on stderr and exit status 2."
