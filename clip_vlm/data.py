@@ -121,7 +121,7 @@ def _build_index(root:Path, version:str) -> list:
             tok = s['next']
     return out
 
-# %% ../nbs/00_data.ipynb #e5d32640
+# %% ../nbs/00_data.ipynb #2dea9924
 def _read_index(cache:Path, # the index's cache file
                 key:dict, # what the index depends on (`_index_key`)
                ) -> list|None:
@@ -244,6 +244,19 @@ def image_problem(p, # an image file
         return None
     except Exception: return 'unreadable'
 
+# %% ../nbs/00_data.ipynb #4128bc93
+def _views(s:Sample, # a candidate sample
+           cameras, # the requested cameras, in order
+          ) -> tuple:
+    "The requested views of `s` as paths, up to the first that cannot be used, and that one as (camera, path, why), or None."
+    views = {}
+    for cam in cameras:
+        p = s.views.get(cam)
+        why = 'missing' if p is None else image_problem(p)
+        if why: return views, (cam, p, why)
+        views[cam] = Path(p)
+    return views, None
+
 # %% ../nbs/00_data.ipynb #03465abe
 _CHAT_TOKEN = re.compile(r'<\|[a-z_]+\|>')  # Qwen's special tokens: <|im_end|>, <|vision_start|>, <|endoftext|>, ...
 
@@ -270,12 +283,7 @@ def select_samples(candidates, # `Sample`s whose views hold at least the request
         if cap is None and mode == 'lm': summ['dropped']['no_caption'] += 1; continue
         if cap is not None and mode == 'lm' and _CHAT_TOKEN.search(cap):  # it would teach the model to stop mid-caption
             summ['dropped']['special_tokens'] += 1; continue
-        views, miss = {}, None
-        for cam in cameras:
-            p = s.views.get(cam)
-            why = 'missing' if p is None else image_problem(p)
-            if why: miss = (cam, p, why); break
-            views[cam] = Path(p)
+        views, miss = _views(s, cameras)
         if miss:
             cam, p, why = miss
             if require_files: summ['dropped']['unreadable_files' if why == 'unreadable' else 'missing_files'] += 1; continue

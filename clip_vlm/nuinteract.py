@@ -31,9 +31,21 @@ def check_strategy(strategy:str, # 'overall' or 'per_view_concat' (`--nuinteract
     "Validate `--nuinteract-caption-strategy`."
     return check_choice('--nuinteract-caption-strategy', strategy, STRATEGIES, 'strategy')
 
-# %% ../nbs/01_nuinteract.ipynb #16db1c59
+# %% ../nbs/01_nuinteract.ipynb #88fe3874
 def _warn(msg): print(f"warning: {msg}", file=sys.stderr)
 
+def _read_rows(p:Path, # one `<token>.json` file
+              ) -> tuple:
+    "The file's rows and None, or None and why the file is bad."
+    try:
+        with open(p, 'rb') as f: data = json.load(f)
+        ok = isinstance(data, list) and all(isinstance(r, dict) for r in data)
+        return (data, None) if ok else (None, 'is not a JSON list of row objects')
+    except OSError as e: return None, f'cannot be read ({e.strerror or e})'
+    except ValueError as e: return None, f'is not valid JSON ({str(e).splitlines()[0]})'
+    except RecursionError: return None, 'is nested too deeply'
+
+# %% ../nbs/01_nuinteract.ipynb #16db1c59
 def read_nuinteract(nuinteract_dir, # NuInteract's `all_caption_public/` folder (`--nuinteract-dir`)
                     max_warnings:int=20, # name at most this many bad files, then count the rest
                    ) -> tuple:
@@ -48,12 +60,7 @@ def read_nuinteract(nuinteract_dir, # NuInteract's `all_caption_public/` folder 
     rows, bad, foreign, mixed = {}, [], [], []
     for name in tqdm(files, desc='reading NuInteract captions', unit='file', disable=len(files) < 5000):
         p = d/name
-        try:
-            with open(p, 'rb') as f: data = json.load(f)
-            why = None if isinstance(data, list) and all(isinstance(r, dict) for r in data) else 'is not a JSON list of row objects'
-        except OSError as e: why = f'cannot be read ({e.strerror or e})'
-        except ValueError as e: why = f'is not valid JSON ({str(e).splitlines()[0]})'
-        except RecursionError: why = 'is nested too deeply'
+        data, why = _read_rows(p)
         if why is None:
             stem = name[:-5]
             toks = [r['token'] if isinstance(r.get('token'), str) and r['token'] else stem for r in data]
