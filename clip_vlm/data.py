@@ -121,7 +121,7 @@ def _build_index(root:Path, version:str) -> list:
             tok = s['next']
     return out
 
-# %% ../nbs/00_data.ipynb #2dea9924
+# %% ../nbs/00_data.ipynb #1f02d31c
 def _read_index(cache:Path, # the index's cache file
                 key:dict, # what the index depends on (`_index_key`)
                ) -> list|None:
@@ -244,7 +244,7 @@ def image_problem(p, # an image file
         return None
     except Exception: return 'unreadable'
 
-# %% ../nbs/00_data.ipynb #4128bc93
+# %% ../nbs/00_data.ipynb #6b752392
 def _views(s:Sample, # a candidate sample
            cameras, # the requested cameras, in order
           ) -> tuple:

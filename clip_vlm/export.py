@@ -74,7 +74,7 @@ def _official_splits(version) -> dict:
     try: return {k: scene_split(version, k) for k in ('train', 'val')}
     except UserError: return {}
 
-# %% ../nbs/02_export.ipynb #70330ecd
+# %% ../nbs/02_export.ipynb #0783f40e
 def _manifest(version:str, # the nuScenes version
               cams, # the cameras, in order
               source:str, # the caption source flag
@@ -193,7 +193,7 @@ def _inside(root:Path, # the export folder, resolved
         raise UserError(f"{where}: image path {rel!r} leads outside the export folder (a symbolic link?); refusing to read it")
     return full
 
-# %% ../nbs/02_export.ipynb #82da557a
+# %% ../nbs/02_export.ipynb #961f239e
 def _read_header(d:Path, # the export folder, absolute
                 ) -> tuple:
     "Load `d/manifest.json` and check its header: (the folder resolved, the manifest's path, the manifest)."
@@ -215,7 +215,7 @@ def _read_header(d:Path, # the export folder, absolute
     if not isinstance(m.get('nuscenes_version'), str): raise UserError(f"{mp}: header nuscenes_version is missing")
     return root, mp, m
 
-# %% ../nbs/02_export.ipynb #0e13192c
+# %% ../nbs/02_export.ipynb #75421d44
 def _check_entry(root:Path, # the export folder, resolved
                  where:str, # names the entry, for errors
                  e:dict, # the entry as read

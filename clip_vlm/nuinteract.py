@@ -31,7 +31,7 @@ def check_strategy(strategy:str, # 'overall' or 'per_view_concat' (`--nuinteract
     "Validate `--nuinteract-caption-strategy`."
     return check_choice('--nuinteract-caption-strategy', strategy, STRATEGIES, 'strategy')
 
-# %% ../nbs/01_nuinteract.ipynb #88fe3874
+# %% ../nbs/01_nuinteract.ipynb #bc119a05
 def _warn(msg): print(f"warning: {msg}", file=sys.stderr)
 
 def _read_rows(p:Path, # one `<token>.json` file
