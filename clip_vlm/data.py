@@ -92,12 +92,14 @@ def _locked(path:Path):
     finally:
         if f is not None: f.close()  # closing the file releases the lock
 
+# %% ../nbs/00_data.ipynb #7ef570a4
 def _index_key(root:Path, version:str) -> dict:
     "What the cached index depends on: root, version and every metadata file's size and mtime."
     files = sorted((root/version).glob('*.json'))
     return {'format': _INDEX_FORMAT, 'root': str(root.resolve()), 'version': version,
             'files': [[f.name, st.st_size, st.st_mtime_ns] for f in files for st in (f.stat(),)]}
 
+# %% ../nbs/00_data.ipynb #7ef570a4
 def _build_index(root:Path, version:str) -> list:
     "Resolve every key frame's camera images with the nuScenes devkit (slow: loads all tables)."
     try: from nuscenes.nuscenes import NuScenes
@@ -119,6 +121,15 @@ def _build_index(root:Path, version:str) -> list:
             tok = s['next']
     return out
 
+# %% ../nbs/00_data.ipynb #1f02d31c
+def _read_index(cache:Path, # the index's cache file
+                key:dict, # what the index depends on (`_index_key`)
+               ) -> list|None:
+    "The cached rows at `cache` when its key is `key`; None when it is missing, torn or stale."
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        data = json.loads(cache.read_text())
+        if data['key'] == key: return data['samples']
+
 # %% ../nbs/00_data.ipynb #38a3af0c
 def nusc_index(nusc_root, # the nuScenes folder (`--nusc-root`)
                version:str='v1.0-mini', # metadata folder (`--version`)
@@ -129,14 +140,10 @@ def nusc_index(nusc_root, # the nuScenes folder (`--nusc-root`)
     key = _index_key(root, version)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     cache = Path(cache_dir or default_cache_dir()).expanduser()/'nusc_index'/f'{version}-{digest}.json'
-    def read():
-        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-            data = json.loads(cache.read_text())
-            if data['key'] == key: return data['samples']
-    rows = read()
+    rows = _read_index(cache, key)
     if rows is None:
         with _locked(cache.with_suffix('.lock')):
-            rows = read()  # another process may have built it while we waited for the lock
+            rows = _read_index(cache, key)  # another process may have built it while we waited for the lock
             if rows is None:
                 print(f"building the sample index of {root/version} with the nuScenes devkit (once; cached in {cache.parent})",
                       file=sys.stderr)
@@ -166,11 +173,13 @@ def load_captions(path, # JSON file mapping sample_token -> caption text (`--cap
 DROP_REASONS = ('missing_files', 'unreadable_files', 'no_caption', 'special_tokens', 'outside_split', 'not_in_version', 'bad_file')
 MODES = ('lm', 'distill')
 
+# %% ../nbs/00_data.ipynb #49a79c39
 def check_mode(mode:str, # 'lm' or 'distill' (`--mode`)
               ) -> str:
     "Validate `--mode`."
     return check_choice('--mode', mode, MODES, 'mode')
 
+# %% ../nbs/00_data.ipynb #49a79c39
 def check_max_samples(max_samples, # `--max-samples`: a positive integer (or its text), or None
                      ) -> int|None:
     "Validate `--max-samples` (a positive integer or None)."
@@ -235,6 +244,20 @@ def image_problem(p, # an image file
         return None
     except Exception: return 'unreadable'
 
+# %% ../nbs/00_data.ipynb #6b752392
+def _views(s:Sample, # a candidate sample
+           cameras, # the requested cameras, in order
+          ) -> tuple:
+    "The requested views of `s` as paths, up to the first that cannot be used, and that one as (camera, path, why), or None."
+    views = {}
+    for cam in cameras:
+        p = s.views.get(cam)
+        why = 'missing' if p is None else image_problem(p)
+        if why: return views, (cam, p, why)
+        views[cam] = Path(p)
+    return views, None
+
+# %% ../nbs/00_data.ipynb #03465abe
 _CHAT_TOKEN = re.compile(r'<\|[a-z_]+\|>')  # Qwen's special tokens: <|im_end|>, <|vision_start|>, <|endoftext|>, ...
 
 def select_samples(candidates, # `Sample`s whose views hold at least the requested cameras, in source order
@@ -260,12 +283,7 @@ def select_samples(candidates, # `Sample`s whose views hold at least the request
         if cap is None and mode == 'lm': summ['dropped']['no_caption'] += 1; continue
         if cap is not None and mode == 'lm' and _CHAT_TOKEN.search(cap):  # it would teach the model to stop mid-caption
             summ['dropped']['special_tokens'] += 1; continue
-        views, miss = {}, None
-        for cam in cameras:
-            p = s.views.get(cam)
-            why = 'missing' if p is None else image_problem(p)
-            if why: miss = (cam, p, why); break
-            views[cam] = Path(p)
+        views, miss = _views(s, cameras)
         if miss:
             cam, p, why = miss
             if require_files: summ['dropped']['unreadable_files' if why == 'unreadable' else 'missing_files'] += 1; continue
@@ -282,11 +300,13 @@ def select_samples(candidates, # `Sample`s whose views hold at least the request
 SPLITS = ('train', 'val', 'all')
 _OFFICIAL = {'v1.0-mini': {'train': 'mini_train', 'val': 'mini_val'}, 'v1.0-trainval': {'train': 'train', 'val': 'val'}}
 
+# %% ../nbs/00_data.ipynb #30c8cefc
 def check_split(split:str, # 'train', 'val' or 'all' (`--split`)
                ) -> str:
     "Validate `--split`."
     return check_choice('--split', split, SPLITS, 'split')
 
+# %% ../nbs/00_data.ipynb #30c8cefc
 def scene_split(version:str, # nuScenes version, e.g. 'v1.0-mini'
                 split:str='all', # 'train', 'val' or 'all'
                ) -> set|None:
@@ -356,6 +376,7 @@ def nuscenes_samples(mode:str='lm', # 'lm' needs captions, 'distill' does not
 # %% ../nbs/00_data.ipynb #e848d0bc
 LAYOUT = (('CAM_FRONT_LEFT', 'CAM_FRONT', 'CAM_FRONT_RIGHT'), ('CAM_BACK_LEFT', 'CAM_BACK', 'CAM_BACK_RIGHT'))
 
+# %% ../nbs/00_data.ipynb #e848d0bc
 def _thumb(path, width:int):
     "An RGB array of the image at `path`, at most `width` pixels wide, decoded at reduced scale where possible."
     import numpy as np
@@ -406,11 +427,12 @@ def browse(samples, # `Samples` (or any list of `Sample`)
            start:int=0, # the sample shown first
            width:int=400, # width of each view in pixels
            widgets:bool=None, # force (True) or avoid (False) widgets; default: use them when they can display
+           figsize=(12, 5), # figure size in inches
           ):
     "Browse samples with an ipywidgets slider; a static figure of sample `start` where widgets cannot display."
     if not len(samples): raise UserError("browse: there are no samples to show")
     start = min(max(int(start), 0), len(samples)-1)
-    if not (_widgets_ok() if widgets is None else widgets): return show_sample(samples[start], width)
+    if not (_widgets_ok() if widgets is None else widgets): return show_sample(samples[start], width, figsize)
     import ipywidgets as W
     from IPython.display import display
     slider = W.IntSlider(value=start, min=0, max=len(samples)-1, description='sample', continuous_update=False)
@@ -418,7 +440,7 @@ def browse(samples, # `Samples` (or any list of `Sample`)
     def draw(change=None):
         with out:
             out.clear_output(wait=True)
-            display(show_sample(samples[slider.value], width))
+            display(show_sample(samples[slider.value], width, figsize))
     slider.observe(draw, names='value')
     draw()
     return W.VBox([slider, out])

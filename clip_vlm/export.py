@@ -74,6 +74,24 @@ def _official_splits(version) -> dict:
     try: return {k: scene_split(version, k) for k in ('train', 'val')}
     except UserError: return {}
 
+# %% ../nbs/02_export.ipynb #0783f40e
+def _manifest(version:str, # the nuScenes version
+              cams, # the cameras, in order
+              source:str, # the caption source flag
+              summ:dict, # the summary of the exported samples
+              entries:list, # one per sample (`_manifest_entry`)
+              options:dict, # the options used, recorded for whoever reads the export
+             ) -> dict:
+    "The manifest: its header (format, version, cameras, caption source, counts, when and by what) and `entries`."
+    return dict(format=EXPORT_FORMAT, format_version=EXPORT_FORMAT_VERSION, nuscenes_version=version,
+                cameras=list(cams), caption_source=source, caption_strategy='overall',
+                counts=dict(samples=len(entries), images=len(entries)*len(cams), in_version=summ.get('in_version'),
+                            nuinteract_files=summ.get('nuinteract_files'), dropped=summ['dropped'],
+                            caption_sources=summ['caption_sources']),
+                created=datetime.now(timezone.utc).isoformat(timespec='seconds'),
+                created_by=f"clip_vlm {getattr(sys.modules.get('clip_vlm'), '__version__', '?')}",
+                options=options, entries=entries)
+
 # %% ../nbs/02_export.ipynb #b56c6afe
 def export_overlap(nusc_root, # the nuScenes folder (`--nusc-root`)
                    version='v1.0-mini', # nuScenes metadata folder (`--version`)
@@ -108,16 +126,9 @@ def export_overlap(nusc_root, # the nuScenes folder (`--nusc-root`)
     splits = _official_splits(version)  # stored per entry, so that --split works later without the devkit (Colab)
     entries = [_manifest_entry(s, rows.get(s.token, []), source, names[s.token],
                                next((k for k, v in splits.items() if names[s.token] in v), None)) for s in samples]
-    manifest = dict(format=EXPORT_FORMAT, format_version=EXPORT_FORMAT_VERSION, nuscenes_version=version,
-                    cameras=list(cams), caption_source=source, caption_strategy='overall',
-                    counts=dict(samples=len(entries), images=len(entries)*len(cams), in_version=summ.get('in_version'),
-                                nuinteract_files=summ.get('nuinteract_files'), dropped=summ['dropped'],
-                                caption_sources=summ['caption_sources']),
-                    created=datetime.now(timezone.utc).isoformat(timespec='seconds'),
-                    created_by=f"clip_vlm {getattr(sys.modules.get('clip_vlm'), '__version__', '?')}",
-                    options=dict(require_files=bool(require_files), max_samples=max_samples,
-                                 nusc_root=str(summ.get('nusc_root')), nuinteract_dir=str(nuinteract_dir)),
-                    entries=entries)
+    manifest = _manifest(version, cams, source, summ, entries,
+                         options=dict(require_files=bool(require_files), max_samples=max_samples,
+                                      nusc_root=str(summ.get('nusc_root')), nuinteract_dir=str(nuinteract_dir)))
     size = sum(os.stat(p).st_size for s in samples for p in s.views.values())
     with writing(out.parent, 'write the export', size):
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -127,6 +138,7 @@ def export_overlap(nusc_root, # the nuScenes folder (`--nusc-root`)
         _write_export(out, samples, entries, manifest, cams, progress)
     return out
 
+# %% ../nbs/02_export.ipynb #b56c6afe
 def _write_export(out, samples, entries, manifest, cams, progress):
     "Copy the images and write captions.json and manifest.json in a temporary folder, then swap it into place."
     tmp = temp_dir_for(out, 'partial')
@@ -156,6 +168,7 @@ def _export_main(output_dir:str=None, # folder to create for the export
     print(f"dropped: " + ', '.join(f'{k} {v}' for k, v in c['dropped'].items()))
     print(json.dumps(c))
 
+# %% ../nbs/02_export.ipynb #563437e1
 def clip_vlm_export(argv:list=None, # arguments (default `sys.argv[1:]`)
                    ):
     "Console script: export the NuInteract ∩ nuScenes overlap; bad input is one line on stderr and exit status 2."
@@ -180,12 +193,10 @@ def _inside(root:Path, # the export folder, resolved
         raise UserError(f"{where}: image path {rel!r} leads outside the export folder (a symbolic link?); refusing to read it")
     return full
 
-# %% ../nbs/02_export.ipynb #b50340c4
-def read_manifest(overlap_export_dir, # folder written by `export_overlap` (`--overlap-export-dir`)
-                 ) -> tuple:
-    "Load and check an export's manifest: returns (folder, header, entries) with image paths resolved inside the folder."
-    d = Path(need(overlap_export_dir, '--overlap-export-dir', 'point it at a folder written by clip_vlm_export')).expanduser().absolute()
-    if not d.is_dir(): raise UserError(f"--overlap-export-dir: {d} is not a folder; point it at a folder written by clip_vlm_export")
+# %% ../nbs/02_export.ipynb #961f239e
+def _read_header(d:Path, # the export folder, absolute
+                ) -> tuple:
+    "Load `d/manifest.json` and check its header: (the folder resolved, the manifest's path, the manifest)."
     root, mp = d.resolve(), d/'manifest.json'
     if not mp.is_file(): raise UserError(f"--overlap-export-dir: {d} has no manifest.json; is it an overlap export? (re-run clip_vlm_export)")
     if not mp.resolve().is_relative_to(root): raise UserError(f"{mp} leads outside the export folder; refusing to read it")
@@ -202,6 +213,31 @@ def read_manifest(overlap_export_dir, # folder written by `export_overlap` (`--o
     if not isinstance(cams, list) or not cams or any(c not in CAMERAS for c in cams) or len(set(cams)) != len(cams):
         raise UserError(f"{mp}: header cameras {cams!r} must be a list of distinct names from {' '.join(CAMERAS)}")
     if not isinstance(m.get('nuscenes_version'), str): raise UserError(f"{mp}: header nuscenes_version is missing")
+    return root, mp, m
+
+# %% ../nbs/02_export.ipynb #75421d44
+def _check_entry(root:Path, # the export folder, resolved
+                 where:str, # names the entry, for errors
+                 e:dict, # the entry as read
+                ) -> dict:
+    "Check one manifest entry's scene, captions and images; return it with its image paths resolved inside `root`."
+    for k in ('scene_token', 'scene_name'):
+        if not isinstance(e.get(k), str): raise UserError(f"{where}: {k} is missing or not a string")
+    caps = e.get('captions')
+    if not isinstance(caps, dict) or any(not (v is None or isinstance(v, str)) for v in caps.values()):
+        raise UserError(f"{where}: captions must be an object of strings")
+    imgs = e.get('images')
+    if not isinstance(imgs, dict): raise UserError(f"{where}: images must be an object camera -> relative path")
+    paths = {c: _inside(root, p, f"{where} camera {c}") for c, p in imgs.items()}
+    return {**e, 'images': paths}
+
+# %% ../nbs/02_export.ipynb #b50340c4
+def read_manifest(overlap_export_dir, # folder written by `export_overlap` (`--overlap-export-dir`)
+                 ) -> tuple:
+    "Load and check an export's manifest: returns (folder, header, entries) with image paths resolved inside the folder."
+    d = Path(need(overlap_export_dir, '--overlap-export-dir', 'point it at a folder written by clip_vlm_export')).expanduser().absolute()
+    if not d.is_dir(): raise UserError(f"--overlap-export-dir: {d} is not a folder; point it at a folder written by clip_vlm_export")
+    root, mp, m = _read_header(d)
     ents = m.get('entries')
     if not isinstance(ents, list): raise UserError(f"{mp}: \"entries\" must be a list of sample entries")
     out, seen = [], set()
@@ -212,15 +248,7 @@ def read_manifest(overlap_export_dir, # folder written by `export_overlap` (`--o
         if not isinstance(tok, str) or not _TOKEN_RE.fullmatch(tok): raise UserError(f"{where}: token {tok!r} is not a sample token")
         if tok in seen: raise UserError(f"{where}: token {tok} is listed twice")
         seen.add(tok)
-        for k in ('scene_token', 'scene_name'):
-            if not isinstance(e.get(k), str): raise UserError(f"{where}: {k} is missing or not a string")
-        caps = e.get('captions')
-        if not isinstance(caps, dict) or any(not (v is None or isinstance(v, str)) for v in caps.values()):
-            raise UserError(f"{where}: captions must be an object of strings")
-        imgs = e.get('images')
-        if not isinstance(imgs, dict): raise UserError(f"{where}: images must be an object camera -> relative path")
-        paths = {c: _inside(root, p, f"{where} camera {c}") for c, p in imgs.items()}
-        out.append({**e, 'images': paths})
+        out.append(_check_entry(root, where, e))
     header = {k: v for k, v in m.items() if k != 'entries'}
     return root, header, out
 

@@ -19,19 +19,33 @@ __all__ = ['CAPTION_SOURCES', 'STRATEGIES', 'check_caption_source', 'check_strat
 CAPTION_SOURCES = ('gpt', 'gemini', 'auto')
 STRATEGIES = ('overall', 'per_view_concat')
 
+# %% ../nbs/01_nuinteract.ipynb #cee1cd97
 def check_caption_source(source:str, # 'gpt', 'gemini' or 'auto' (`--nuinteract-caption-source`)
                         ) -> str:
     "Validate `--nuinteract-caption-source`."
     return check_choice('--nuinteract-caption-source', source, CAPTION_SOURCES, 'source')
 
+# %% ../nbs/01_nuinteract.ipynb #cee1cd97
 def check_strategy(strategy:str, # 'overall' or 'per_view_concat' (`--nuinteract-caption-strategy`)
                   ) -> str:
     "Validate `--nuinteract-caption-strategy`."
     return check_choice('--nuinteract-caption-strategy', strategy, STRATEGIES, 'strategy')
 
-# %% ../nbs/01_nuinteract.ipynb #16db1c59
+# %% ../nbs/01_nuinteract.ipynb #bc119a05
 def _warn(msg): print(f"warning: {msg}", file=sys.stderr)
 
+def _read_rows(p:Path, # one `<token>.json` file
+              ) -> tuple:
+    "The file's rows and None, or None and why the file is bad."
+    try:
+        with open(p, 'rb') as f: data = json.load(f)
+        ok = isinstance(data, list) and all(isinstance(r, dict) for r in data)
+        return (data, None) if ok else (None, 'is not a JSON list of row objects')
+    except OSError as e: return None, f'cannot be read ({e.strerror or e})'
+    except ValueError as e: return None, f'is not valid JSON ({str(e).splitlines()[0]})'
+    except RecursionError: return None, 'is nested too deeply'
+
+# %% ../nbs/01_nuinteract.ipynb #16db1c59
 def read_nuinteract(nuinteract_dir, # NuInteract's `all_caption_public/` folder (`--nuinteract-dir`)
                     max_warnings:int=20, # name at most this many bad files, then count the rest
                    ) -> tuple:
@@ -46,12 +60,7 @@ def read_nuinteract(nuinteract_dir, # NuInteract's `all_caption_public/` folder 
     rows, bad, foreign, mixed = {}, [], [], []
     for name in tqdm(files, desc='reading NuInteract captions', unit='file', disable=len(files) < 5000):
         p = d/name
-        try:
-            with open(p, 'rb') as f: data = json.load(f)
-            why = None if isinstance(data, list) and all(isinstance(r, dict) for r in data) else 'is not a JSON list of row objects'
-        except OSError as e: why = f'cannot be read ({e.strerror or e})'
-        except ValueError as e: why = f'is not valid JSON ({str(e).splitlines()[0]})'
-        except RecursionError: why = 'is nested too deeply'
+        data, why = _read_rows(p)
         if why is None:
             stem = name[:-5]
             toks = [r['token'] if isinstance(r.get('token'), str) and r['token'] else stem for r in data]
@@ -67,13 +76,16 @@ def read_nuinteract(nuinteract_dir, # NuInteract's `all_caption_public/` folder 
     return rows, bad, dict(files=len(files), foreign_rows_files=len(foreign), mixed_files=len(mixed))
 
 # %% ../nbs/01_nuinteract.ipynb #ef09f911
-def row_captions(row, source:str) -> dict:
-    "The non-blank string captions of `row`'s `<source>_caption` field."
+def row_captions(row, # one NuInteract row (anything but a dict has no captions)
+                 source:str, # 'gpt' or 'gemini': the row's `<source>_caption` field is read
+                ) -> dict:
+    "The non-blank captions of `row`'s `<source>_caption` field, stripped, keyed by camera, FRONT, BACK or OVERALL."
     c = row.get(f'{source}_caption') if isinstance(row, dict) else None
     if isinstance(c, str): c = {'OVERALL': c}
     if not isinstance(c, dict): return {}
     return {k: v.strip() for k, v in c.items() if isinstance(k, str) and isinstance(v, str) and v.strip()}
 
+# %% ../nbs/01_nuinteract.ipynb #ef09f911
 def _squash(s): return ''.join(s.split())
 
 def _overall(c:dict) -> str|None:
@@ -83,6 +95,7 @@ def _overall(c:dict) -> str|None:
     parts = ([ov] if ov and _squash(ov) != _squash(''.join(fb)) else []) + fb
     return ' '.join(parts) or None
 
+# %% ../nbs/01_nuinteract.ipynb #ef09f911
 def _per_view(c:dict, cameras) -> str|None:
     "The requested cameras' captions in order, else the overall text."
     views = [c[cam] for cam in cameras if cam in c]
