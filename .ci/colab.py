@@ -3,7 +3,7 @@
 COLAB_TRAINING.md stays the one source of the walkthrough: its prose becomes Markdown cells and every block meant for a
 Colab cell (```python, or a block starting with `%%bash` or `!`) becomes a code cell; other blocks (commands for
 another machine) stay in the prose. The notebook is marked `skip_exec` (it needs a GPU, Drive and the real models);
-`06_caption` runs the walkthrough's `# colab-test` cells on the sample data instead.
+`nbs/tests/test_colab.ipynb` runs the walkthrough's `# colab-test` cells on the sample data instead.
 
     python .ci/colab.py          # rewrite nbs/colab_training.ipynb
     python .ci/colab.py --check  # exit 1 if it is out of date with COLAB_TRAINING.md

@@ -47,9 +47,9 @@ def flop_model(vlm) -> dict:
     geometry, connector = vlm.geometry, vlm.connector
     clip, qwen = _meta_copies(vlm)
     cc, vc, tc = clip.config, qwen.config.vision_config, qwen.config.text_config
-    gh, gw = geometry['clip_grid']  # patches per view
+    gh, gw = geometry.clip_grid  # patches per view
     n = gh*gw
-    T = geometry['tokens_per_view']
+    T = geometry.tokens_per_view
     vis = qwen.model.visual
     p_merger = matmul_params(vis.merger)
     p_vis = matmul_params(vis) - p_merger
@@ -96,7 +96,8 @@ def full_logits_ce(model, feats, cameras, batch):
 def stock_towers(vlm, views):
     "The stock frozen towers: CLIP with every hidden state, the vision tower with one attention call per window, normalised on the CPU."
     import torch
-    from clip_vlm.model import clip_pixels, qwen_pixels, teacher_tokens
+    from clip_vlm.image import clip_pixels, qwen_pixels
+    from clip_vlm.image_tower import teacher_tokens
     with torch.no_grad():
         px = clip_pixels(views, vlm.clip_processor).to(vlm.clip.device, vlm.clip.dtype)
         c = vlm.clip(pixel_values=px, output_hidden_states=True, interpolate_pos_encoding=True).hidden_states[vlm.clip_layer][:, 1:]
@@ -117,7 +118,7 @@ class _Views:
     def __len__(self): return self.n
     def __getitem__(self, i):
         import torch
-        from clip_vlm.model import load_views
+        from clip_vlm.image import load_views
         k = len(self.paths)
         return torch.from_numpy(load_views([self.paths[(6*i + j) % k] for j in range(6)], self.size))
 

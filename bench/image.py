@@ -52,7 +52,7 @@ def _proc():
     return _PROC
 
 def _ours(path, draft=True):
-    from clip_vlm.model import load_view, clip_pixels
+    from clip_vlm.image import load_view, clip_pixels
     return clip_pixels(load_view(path, draft=draft)[None], _proc())
 
 def _hf(path):
@@ -106,7 +106,7 @@ def _decode_full(path):
 def bench(a) -> list:
     "The image section's rows (`a`: the parsed command line of bench/run.py)."
     import numpy as np, torch, warnings
-    from clip_vlm.model import load_view, IMAGE_SIZE
+    from clip_vlm.image import load_view, IMAGE_SIZE
     warnings.filterwarnings('ignore', message='The given NumPy array is not writable')
     n = 12 if a.quick else a.images
     paths = make_jpegs(a.cache/'jpegs', max(n, 12))[:n]
@@ -137,7 +137,7 @@ def timings(paths, repeats:int, workers:int, label:str, full:bool=True) -> list:
     "Rows of images/s: decode + resize, whole pipelines in one process, and through DataLoader workers (run in a child)."
     paths = [Path(p) for p in paths]
     import torch, warnings
-    from clip_vlm.model import load_view
+    from clip_vlm.image import load_view
     warnings.filterwarnings('ignore', message='The given NumPy array is not writable')
     out, tag = [], f'; {label}'
     threads = torch.get_num_threads()
@@ -202,16 +202,16 @@ def timings(paths, repeats:int, workers:int, label:str, full:bool=True) -> list:
     return out
 
 def _views_draft(paths):
-    from clip_vlm.model import load_views
+    from clip_vlm.image import load_views
     return load_views(paths)
 
 def _views_full(paths):
     import numpy as np
-    from clip_vlm.model import load_view
+    from clip_vlm.image import load_view
     return np.stack([load_view(p, draft=False) for p in paths])
 
 def _main_clip_pixels(views):
-    from clip_vlm.model import clip_pixels
+    from clip_vlm.image import clip_pixels
     return clip_pixels(views, _proc())
 
 def _hf_views(paths):

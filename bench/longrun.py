@@ -39,7 +39,7 @@ def _disk(folder) -> tuple:
 
 def cache_rows(a, samples) -> list:
     from clip_vlm.distill import FeatureCache, content_key
-    from clip_vlm.model import load_view
+    from clip_vlm.image import load_view
     R = a.repeats
     rows = []
     with tempfile.TemporaryDirectory(dir=a.cache) as d:

@@ -59,7 +59,7 @@ def real_models(folder, device='cuda', dtype=None, seed:int=0) -> dict:
     logits dominate memory), and 3B parameters are built far faster directly on the GPU."""
     import torch
     from transformers import CLIPVisionModel, Qwen2_5_VLForConditionalGeneration, GenerationConfig
-    from clip_vlm.model import real_config
+    from clip_vlm.image import real_config
     from clip_vlm.tiny import make_tokenizer, clip_image_processor, qwen_image_processor, _qwen_ids
     dtype = dtype or torch.float32
     def build(tmp):

@@ -19,7 +19,8 @@ def _vision_qwen(width:int, heads:int, inter:int, depth:int, full:list, seed:int
     "A Qwen2.5-VL with the real vision config except width/depth, and a 1-layer 64-wide LLM (only the tower runs)."
     import torch
     from transformers import Qwen2_5_VLForConditionalGeneration
-    from clip_vlm.model import real_config, freeze
+    from clip_vlm.image import real_config
+    from clip_vlm.model import freeze
     cfg = real_config('qwen2_5_vl_3b')
     cfg.vision_config.update(dict(hidden_size=width, num_heads=heads, intermediate_size=inter, depth=depth,
                                   fullatt_block_indexes=full, out_hidden_size=64))
@@ -32,7 +33,7 @@ def _vision_qwen(width:int, heads:int, inter:int, depth:int, full:list, seed:int
 def _pixels(n_views:int, seed:int=0):
     "Qwen pixel values and grid for `n_views` random 224x392 views (Qwen's own layout, through `qwen_pixels`)."
     import numpy as np
-    from clip_vlm.model import qwen_pixels
+    from clip_vlm.image import qwen_pixels
     from clip_vlm.tiny import qwen_image_processor
     views = np.random.default_rng(seed).integers(0, 256, (n_views, 224, 392, 3), dtype=np.uint8)
     return qwen_pixels(views, qwen_image_processor())
@@ -45,7 +46,8 @@ def lm_memory(path:str='ours', B:int=8, cameras:int=6, threads:int=None) -> dict
     import torch, torch.nn.functional as F
     if threads: torch.set_num_threads(threads)
     from transformers import AutoConfig, Qwen2_5_VLForConditionalGeneration, AutoTokenizer, AutoImageProcessor
-    from clip_vlm.model import CLIPQwenVLM, Connector, caption_ce, load_clip, freeze, check_geometry
+    from clip_vlm.model import CLIPQwenVLM, Connector, caption_ce, load_clip, freeze
+    from clip_vlm.image import check_geometry
     from clip_vlm.data import CAMERAS
     from clip_vlm.tiny import make_tiny_models
     tiny = make_tiny_models()
@@ -57,9 +59,9 @@ def lm_memory(path:str='ours', B:int=8, cameras:int=6, threads:int=None) -> dict
     tok = AutoTokenizer.from_pretrained(tiny['qwen2_5_vl'])
     qproc = AutoImageProcessor.from_pretrained(tiny['qwen2_5_vl'], backend='pil')
     geo = check_geometry(clip.config, qwen.config)
-    vlm = CLIPQwenVLM(clip, cproc, qwen, tok, qproc, Connector(geo['d_clip'], geo['d_llm']))
+    vlm = CLIPQwenVLM(clip, cproc, qwen, tok, qproc, Connector(geo.d_clip, geo.d_llm))
     cams = [list(CAMERAS[:cameras])]*B
-    feats = [torch.randn(cameras, geo['clip_grid'][0]*geo['clip_grid'][1], geo['d_clip']) for _ in range(B)]
+    feats = [torch.randn(cameras, geo.clip_tokens, geo.d_clip) for _ in range(B)]
     batch = vlm.collate([vlm.lm_inputs(c, CAPTION) for c in cams])
     def full_logits_ce(model, feats, cameras, batch):  # the previous caption_ce: logits at every position
         logits = model(feats, cameras, lm_batch={k: v for k, v in batch.items() if k != 'labels'}).logits[:, :-1].float()
@@ -86,7 +88,7 @@ def lm_memory(path:str='ours', B:int=8, cameras:int=6, threads:int=None) -> dict
 def bench(a) -> list:
     "The speed section's rows (`a`: the parsed command line of bench/run.py)."
     import torch
-    from clip_vlm.model import teacher_tokens, count_sdpa
+    from clip_vlm.image_tower import teacher_tokens, count_sdpa
     out = []
     # 1. attention calls, real geometry and depth, narrow width
     B, V = (2, 6) if a.quick else (8, 6)

@@ -24,8 +24,11 @@ from .data import CAMERAS, Sample, Samples, check_cameras, data_args, format_sum
 from .sources import build_samples
 from .metrics import SACREBLEU4, caption_scores, coco_scores, split_by_view, report_markdown, have_coco, metric_notes
 from .metrics import metric_scores, per_sample_rows, report_rows, write_report
-from .model import IM_END, QUANTS, CLIPQwenVLM, TooLongError, caption_ce, package_versions, read_checkpoint_config, resolve_device
-from .model import lm_forward, lm_generate, pad_views
+from .lm import IM_END, TooLongError
+from .model import QUANTS, CLIPQwenVLM, caption_ce
+from .checkpoint import package_versions, read_checkpoint_config, resolve_checkpoint
+from .image import resolve_device
+from .lm import lm_forward, lm_generate, pad_views
 
 # %% ../nbs/07_caption.ipynb #eec7ddb5
 def load_checkpoint(path, # checkpoint folder written by `clip_vlm_train --save` / `save_pretrained`
@@ -37,7 +40,6 @@ def load_checkpoint(path, # checkpoint folder written by `clip_vlm_train --save`
                     last:bool=False, # the last model even when the folder keeps a `best/` one (lowest validation loss)
                    ) -> CLIPQwenVLM:
     "A checkpoint's model for inference (its `best/` unless `last`): frozen, eval mode, `.checkpoint_dir` and `.model_dir` set."
-    from clip_vlm.train import resolve_checkpoint
     path = Path(path).expanduser()
     if quant is not None: check_choice(flag='--qwen-quant', v=quant, choices=QUANTS, what='quantisation')
     read_checkpoint_config(path=path)  # one-line errors before any model is loaded
@@ -265,7 +267,7 @@ def vision_tokens(vlm, # a `CLIPQwenVLM`
         feats, _ = _features(vlm, partners)
         return vlm(feats, cams)
     if system == 'blind':
-        T, d = vlm.geometry['tokens_per_view'], vlm.geometry['d_llm']
+        T, d = vlm.geometry.tokens_per_view, vlm.geometry.d_llm
         return _stack([torch.zeros(len(c), T, d, device=vlm.device) for c in cams])
     if system == 'teacher': return _stack([vlm.teacher(vlm.load_views(list(_views(s).values()))) for s in batch])
     raise ValueError(f"unknown system {system!r}; choose from {', '.join(SYSTEMS)}")

@@ -227,8 +227,8 @@ def entry_shapes(geometry, # `CLIPQwenVLM.geometry` (or `check_geometry`'s resul
                 ) -> dict:
     "Per-view shape of each tower's cache entry: `clip` `(patches, d_clip)`, `teacher` `(tokens_per_view, d_llm)`."
     g = geometry
-    shapes = {'clip': (g['clip_grid'][0]*g['clip_grid'][1], g['d_clip'])}
-    if teacher: shapes['teacher'] = (g['tokens_per_view'], g['d_llm'])
+    shapes = {'clip': (g.clip_tokens, g.d_clip)}
+    if teacher: shapes['teacher'] = (g.tokens_per_view, g.d_llm)
     return shapes
 
 # %% ../nbs/04_train_distill.ipynb #2b841124
@@ -239,7 +239,7 @@ class FrozenFeatures:
                  cache:FeatureCache=None, # where to keep tokens between epochs and runs (None: recompute every time)
                  teacher:bool=False, # also produce the Qwen-VL vision tower's tokens (distill mode)
                 ):
-        from clip_vlm.model import vl_model
+        from clip_vlm.image_tower import vl_model
         self.vlm, self.cache, self.with_teacher = vlm, cache, teacher
         self.kinds = ['clip'] + (['teacher'] if teacher else [])
         towers = {'clip': vlm.clip, 'teacher': vl_model(qwen=vlm.qwen).visual if teacher else None}
@@ -343,7 +343,7 @@ def cache_estimate(clip_config, # CLIP's config (`AutoConfig`; no weights needed
                    block:int=4096, # file-system block size
                   ) -> dict:
     "The feature cache's size for these samples, from the configs alone: bytes, files and per-view sizes."
-    from clip_vlm.model import check_geometry
+    from clip_vlm.image import check_geometry
     g = check_geometry(clip_config=clip_config, qwen_config=qwen_config, image_size=image_size)
     shapes = entry_shapes(geometry=g, teacher=teacher)
     count = {}
@@ -380,7 +380,7 @@ def distill_batch_loss(model, # the (possibly accelerate-wrapped) `CLIPQwenVLM`
                        cos_weight:float=1.0, # cosine weight
                       ) -> tuple:
     "Distillation loss of a batch: `(loss, parts)`."
-    from clip_vlm.model import pad_views
+    from clip_vlm.lm import pad_views
     tokens, mask = model(feats=feats, cameras=cameras)
     tgt, _ = pad_views(items=[t.to(tokens.device) for t in teachers])
     return distill_loss(tokens, tgt.reshape(tokens.shape).to(tokens.dtype), mask, l1_weight, cos_weight)

@@ -130,7 +130,7 @@ def _quiet_int8_cast_warning():
     lg = logging.getLogger('bitsandbytes.autograd._functions')
     if not any(isinstance(f, _DropInt8Cast) for f in lg.filters): lg.addFilter(_DropInt8Cast())
 
-# %% ../nbs/03_model.ipynb #67f04620
+# %% ../nbs/03_model.ipynb #0de3ff27
 def _check_qwen_type(cfg, # the model's config
                      model_id, # its id or folder, for the message
                     ):
