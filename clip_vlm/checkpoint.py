@@ -12,7 +12,8 @@ from .crashsafe import replace_dir, temp_dir_for
 
 # %% auto #0
 __all__ = ['FORMAT_VERSION', 'CONFIG_KEYS', 'package_versions', 'checkpoint_config', 'write_checkpoint', 'read_checkpoint_config',
-           'load_connector_weights', 'adapter_file', 'check_adapter', 'resolve_checkpoint']
+           'load_connector_weights', 'adapter_file', 'check_adapter', 'resolve_checkpoint', 'is_checkpoint',
+           'check_save_target']
 
 # %% ../nbs/03_checkpoint.ipynb #06dcacec
 FORMAT_VERSION = 1  # raised when a reader of an older version could no longer understand a new folder
@@ -112,10 +113,37 @@ def check_adapter(af, # the adapter weights file (`adapter_file`)
     if set(saved) != set(loaded) or any(not torch.equal(saved[k].to(loaded[k].device, loaded[k].dtype), loaded[k]) for k in saved):
         raise UserError(f"{af} does not match the LoRA layers of {qwen_model}; the checkpoint is damaged or for another model")
 
-# %% ../nbs/03_checkpoint.ipynb #32c92df0
+# %% ../nbs/03_checkpoint.ipynb #626c827f
 def resolve_checkpoint(path, # a checkpoint folder written by `clip_vlm_train --save`
                        last:bool=False, # the last checkpoint even when the folder keeps a best one
                       ) -> Path:
     "The model folder to load from a checkpoint folder: its `best/` (lowest validation loss) when there is one, unless `last`."
     path = Path(path)
     return path/'best' if not last and (path/'best'/'config.json').is_file() else path
+
+# %% ../nbs/03_checkpoint.ipynb #ba6aa232
+def is_checkpoint(path, # a folder
+                 ) -> bool:
+    "Is `path` a clip_vlm checkpoint folder (a `config.json` carrying clip_vlm's format tag)?"
+    try: cfg = json.loads((Path(path)/'config.json').read_text())
+    except (OSError, ValueError): return False
+    return isinstance(cfg, dict) and cfg.get('format') == 'clip_vlm'
+
+# %% ../nbs/03_checkpoint.ipynb #fbe469bf
+def check_save_target(path, # the folder `--save` names
+                      overwrite:bool=False, # `--overwrite`: another run's checkpoint there may be replaced
+                      resume=None, # `--resume`: the checkpoint this run continues (it may be replaced)
+                      flag:str='--save', # the flag, for messages
+                     ) -> Path:
+    "Refuse, in one line, a `--save` folder this run must not replace: anything but a new or empty folder, its own `--resume` checkpoint, or (with `--overwrite`) another checkpoint."
+    path = Path(path).expanduser().absolute()
+    if not path.is_dir(): return path  # new (a file there is `check_writable_dir`'s to refuse)
+    entries = sorted(e.name for e in path.iterdir())
+    if not entries: return path
+    if not is_checkpoint(path):
+        raise UserError(f"{flag} {path}: holds files that are not a clip_vlm checkpoint ({', '.join(entries[:3])}"
+                        f"{', ...' if len(entries) > 3 else ''}), which saving would delete; choose a new or empty folder")
+    if resume is not None and Path(resume).expanduser().absolute() == path: return path
+    if not overwrite:
+        raise UserError(f"{flag} {path}: holds another run's checkpoint; pass --overwrite to replace it, or --resume {path} to continue it")
+    return path

@@ -4,13 +4,14 @@
 
 # %% ../nbs/00_crashsafe.ipynb #ebd141fb
 from __future__ import annotations
-import contextlib, ctypes, errno, os, re, secrets, shutil, tempfile, time
+import atexit, contextlib, ctypes, errno, json, os, re, secrets, shutil, socket, tempfile, time
 from pathlib import Path
+from fastcore.basics import patch
 from .cli import UserError
 
 # %% auto #0
 __all__ = ['follow_umask', 'human_size', 'writing', 'check_writable_dir', 'write_atomic', 'temp_dir_for', 'replace_dir',
-           'pid_alive', 'recover_dir']
+           'pid_alive', 'recover_dir', 'lock_path', 'FolderLock', 'check_apart']
 
 # %% ../nbs/00_crashsafe.ipynb #c52d5b3f
 def _read_umask() -> int:
@@ -164,3 +165,77 @@ def recover_dir(path, # a folder written with `replace_dir` (a checkpoint, an ex
         olds.pop()
     for e in olds: shutil.rmtree(e, ignore_errors=True); done.append(f"removed {e.name}")
     return done
+
+# %% ../nbs/00_crashsafe.ipynb #780b7e3d
+def lock_path(folder, # the folder a run writes
+             ) -> Path:
+    "Where the lock of `folder` lives: `.NAME.lock` beside it."
+    folder = Path(folder).expanduser().absolute()
+    return folder.parent/f'.{folder.name}.lock'
+
+# %% ../nbs/00_crashsafe.ipynb #a6242eac
+def _holder(lock:Path) -> dict|None:
+    "The pid and host a lock file names (None when it is unreadable: a lock being written)."
+    try: h = json.loads(lock.read_text())
+    except (OSError, ValueError): return None
+    return h if isinstance(h, dict) else None
+
+# %% ../nbs/00_crashsafe.ipynb #e222bfac
+class FolderLock:
+    "A run's hold on a folder it writes: a lock file beside it naming the holder's pid and host."
+    def __init__(self, folder, # the folder (it need not exist yet)
+                 flag:str='--save', # the flag that named it, for messages
+                ): self.folder, self.flag, self.lock, self.held = Path(folder), flag, lock_path(folder), False
+    def __enter__(self): return self.acquire()
+    def __exit__(self, *exc): self.release()
+
+# %% ../nbs/00_crashsafe.ipynb #f40c07d0
+@patch
+def _refuse_live(self:FolderLock, h:dict, me:dict):
+    "Raise when the holder `h` is another live process (or on another host, where we cannot tell)."
+    if h is None: return  # being written this instant: treat as free and retry the exclusive create
+    if h.get('host') != me['host'] or pid_alive(int(h.get('pid') or 0)):
+        raise UserError(f"{self.flag} {self.folder}: another run (pid {h.get('pid')} on {h.get('host')}) is writing it; "
+                        f"wait for it to finish, or remove {self.lock} if that run is gone")
+
+# %% ../nbs/00_crashsafe.ipynb #ba7d465b
+@patch
+def acquire(self:FolderLock) -> FolderLock:
+    "Take the lock, or raise a one-line `UserError` naming the live run that holds it; a dead holder's lock is taken over."
+    me = dict(pid=os.getpid(), host=socket.gethostname())
+    self.lock.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(5):
+        try: fd = os.open(self.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666 & ~_umask())
+        except FileExistsError:
+            h = _holder(self.lock)
+            if h == me: self.held = True; return self  # this process holds it already
+            self._refuse_live(h, me)
+            if h is not None:
+                with contextlib.suppress(FileNotFoundError): os.unlink(self.lock)  # its holder is dead
+            time.sleep(0.05); continue
+        with os.fdopen(fd, 'w') as f: json.dump(me, f)
+        self.held = True; atexit.register(self.release)
+        return self
+    raise UserError(f"{self.flag} {self.folder}: could not take its lock {self.lock}; remove it if no run is writing there")
+
+# %% ../nbs/00_crashsafe.ipynb #073602ac
+@patch
+def release(self:FolderLock):
+    "Free the lock, if this process holds it."
+    if not self.held: return
+    if (_holder(self.lock) or {}).get('pid') == os.getpid():
+        with contextlib.suppress(FileNotFoundError): os.unlink(self.lock)
+    self.held = False
+
+# %% ../nbs/00_crashsafe.ipynb #39f5cb76
+def _within(a:Path, b:Path) -> bool: return a == b or b in a.parents
+
+def check_apart(replaced:dict, # flag -> folder the run replaces whole (`--save`)
+                others:dict, # flag -> any other file or folder the run reads or writes
+               ):
+    "Refuse, in one line, a replaced folder that is, holds or sits inside another output or an input."
+    res = lambda p: Path(p).expanduser().absolute().resolve()
+    for f, p in ((f, res(p)) for f, p in replaced.items() if p is not None):
+        for g, q in ((g, res(q)) for g, q in others.items() if q is not None):
+            if _within(q, p): raise UserError(f"{g} {q} is inside {f} {p}, which is replaced at every save; put it elsewhere")
+            if _within(p, q): raise UserError(f"{f} {p} is inside {g} {q}; choose a {f} folder outside it")
