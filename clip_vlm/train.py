@@ -4,27 +4,26 @@
 
 # %% ../nbs/05_train_lm.ipynb #4c22122c
 from __future__ import annotations
-import json, math, os, random, re, shutil, sys, time
-from types import SimpleNamespace
+import dataclasses, json, math, os, random, shutil, sys, time
+from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 import torch
-from fastcore.basics import AttrDict
+from fastcore.basics import AttrDict, patch
 from fastcore.meta import delegates
-from .data import MODES, Samples, data_args, default_cache_dir
-from .sources import DATASETS, build_samples
-from .cli import UserError, check_choice, check_number, first_line, run_as_module, run_cli
-from .crashsafe import check_writable_dir, recover_dir, writing
-from .model import (CLIPQwenVLM, TooLongError, QUANTS, CLIP_MODEL, QWEN_MODEL, DEFAULT_PROMPT, IMAGE_SIZE,
-                            caption_ce, compile_model, load_views, read_checkpoint_config)
-from .distill import FeatureCache, FrozenFeatures, distill_batch_loss, cache_estimate, slow_disk
+from .data import Samples, default_cache_dir
+from .cli import UserError, first_line, run_as_module, run_cli
+from .crashsafe import writing
+from .model import (CLIPQwenVLM, TooLongError, CLIP_MODEL, QWEN_MODEL, IMAGE_SIZE,
+                            caption_ce, compile_model, load_views)
+from .distill import FeatureCache, FrozenFeatures, distill_batch_loss
+from .plan import fit_args, load_samples, make_accelerator, lr_at
 
 # %% auto #0
-__all__ = ['FIT_RANGES', 'TRACKERS', 'lm_items', 'lm_batch_loss', 'EpochSampler', 'SampleData', 'plot_history', 'save_checkpoint',
-           'resolve_checkpoint', 'load_training_state', 'parse_every', 'check_fit_args', 'fit_args', 'run_cost',
-           'format_cost', 'check_cache_fits', 'load_samples', 'load_model', 'Run', 'start_run', 'make_accelerator',
-           'init_trackers', 'log_figure', 'batch_loss', 'lr_at', 'save_due', 'train_epoch', 'eval_loss', 'save_run',
-           'update_best', 'build_cache', 'finish_run', 'fit', 'demo', 'train_parser', 'clip_vlm_train']
+__all__ = ['lm_items', 'lm_batch_loss', 'EpochSampler', 'SampleData', 'Position', 'plot_history', 'save_checkpoint',
+           'load_training_state', 'resolve_checkpoint', 'load_model', 'Run', 'start_run', 'init_trackers', 'log_figure',
+           'batch_loss', 'save_due', 'train_epoch', 'eval_loss', 'save_run', 'update_best', 'build_cache', 'finish_run',
+           'fit', 'demo', 'train_parser', 'clip_vlm_train']
 
 # %% ../nbs/05_train_lm.ipynb #cb29b416
 def lm_items(vlm, # the model (its tokenizer, prompt and token grid)
@@ -63,6 +62,7 @@ class EpochSampler(torch.utils.data.Sampler):
         g = torch.Generator().manual_seed(self.seed*1_000_003 + self.epoch)
         return iter(torch.randperm(self.n, generator=g).tolist()[self.skip:])
 
+# %% ../nbs/05_train_lm.ipynb #6407abf7
 class SampleData(torch.utils.data.Dataset):
     "Samples with their cached frozen features (or decoded views where the cache misses) and LM inputs."
     def __init__(self, samples, features:FrozenFeatures, items=None, image_size=IMAGE_SIZE):
@@ -73,7 +73,7 @@ class SampleData(torch.utils.data.Dataset):
         paths = list(s.views.values())
         try:
             found = self.features.lookup(paths)
-            views = load_views(paths, self.image_size) if self.features.needs_pixels(found) else None
+            views = load_views(paths, size=self.image_size) if self.features.needs_pixels(found) else None
         except UserError as e: return dict(index=i, token=s.token, error=str(e))  # raised in the main process: one line
         except (OSError, ValueError, SyntaxError) as e:  # what PIL raises for a damaged image
             first = first_line(e)
@@ -82,10 +82,11 @@ class SampleData(torch.utils.data.Dataset):
         return dict(index=i, token=s.token, cameras=s.cameras, paths=paths, found=found, views=views,
                     lm=self.items[i] if self.items is not None else None)
 
-def _as_list(batch): return batch
+def _as_list(batch): return batch  # the data loader's collate function: a batch stays a list of items
 
 # %% ../nbs/05_train_lm.ipynb #a3c014e1
 def _rng_state() -> tuple:
+    "The RNG states: `(tensors: torch and each CUDA device, JSON-able: python and numpy)`."
     t = {'torch': torch.get_rng_state()}
     if torch.cuda.is_available():
         for i, s in enumerate(torch.cuda.get_rng_state_all()): t[f'cuda{i}'] = s
@@ -95,7 +96,9 @@ def _rng_state() -> tuple:
           'numpy': [np_st[0], np_st[1].tolist(), int(np_st[2]), int(np_st[3]), float(np_st[4])]}
     return t, py
 
+# %% ../nbs/05_train_lm.ipynb #6aef78c5
 def _set_rng_state(t:dict, py:dict):
+    "Restore the RNG states `_rng_state` returned (the JSON part after a round trip through JSON)."
     torch.set_rng_state(t['torch'])
     if torch.cuda.is_available():
         cuda = [t[k] for k in sorted(k for k in t if k.startswith('cuda'))]
@@ -103,6 +106,33 @@ def _set_rng_state(t:dict, py:dict):
     v, s, g = py['python']; random.setstate((v, tuple(s), g))
     n = py['numpy']; np.random.set_state((n[0], np.array(n[1], dtype=np.uint32), n[2], n[3], n[4]))
 
+# %% ../nbs/05_train_lm.ipynb #d003cbce
+@dataclass
+class Position:
+    "Where a run is: what a checkpoint's `training_state.json` records so that `--resume` continues exactly there."
+    epoch:int=0 # epochs completed
+    batches_done:int=0 # batches of the current epoch done (a mid-epoch checkpoint; 0 at an epoch's end)
+    step:int=0 # optimizer steps done
+    seen:int=0 # samples seen, all processes together
+    epoch_losses:list=field(default_factory=list) # the losses of those batches (the epoch's mean needs them)
+    epoch_seconds:float=0.0 # training time of the current epoch so far
+
+# %% ../nbs/05_train_lm.ipynb #1aeda565
+@patch
+def to_dict(self:Position, **more) -> dict:
+    "The position as `training_state.json` stores it (`batch`: batches done), `more` (best, args) after `seen`."
+    d = dict(epoch=self.epoch, batch=self.batches_done, step=self.step, seen=self.seen, **more)
+    if self.batches_done: d.update(epoch_losses=self.epoch_losses, epoch_seconds=self.epoch_seconds)
+    return d
+
+# %% ../nbs/05_train_lm.ipynb #26cf501d
+@patch(cls_method=True)
+def from_dict(cls:Position, state:dict) -> Position:
+    "The position a `training_state.json` holds (older checkpoints lack the mid-epoch entries: zeros)."
+    return cls(epoch=state['epoch'], batches_done=state.get('batch', 0), step=state['step'], seen=state.get('seen', 0),
+               epoch_losses=state.get('epoch_losses', []), epoch_seconds=state.get('epoch_seconds', 0.0))
+
+# %% ../nbs/05_train_lm.ipynb #1054f510
 def plot_history(history:list, # records from `fit`
                  path=None, # PNG to write (None: just return the figure)
                 ):
@@ -125,10 +155,11 @@ def plot_history(history:list, # records from `fit`
     plt.close(fig)
     return fig
 
+# %% ../nbs/05_train_lm.ipynb #4d1272d7
 def save_checkpoint(path, # checkpoint folder (replaced atomically)
                     vlm, # the unwrapped `CLIPQwenVLM`
                     optimizer, # its optimizer
-                    state:dict, # epoch, position in the epoch, step, arguments, ...
+                    state:dict, # the run's `Position.to_dict`, with its best epoch and arguments
                     history:list, # metric records
                     metadata:dict=None, # more config.json entries (mode, training arguments)
                     best:bool=False, # also write this model to `best/` (else the folder's `best/`, if any, is kept)
@@ -151,13 +182,7 @@ def save_checkpoint(path, # checkpoint folder (replaced atomically)
                 shutil.rmtree(d/'best', ignore_errors=True); shutil.copytree(path/'best', d/'best')
     return vlm.save_pretrained(path, extra=extra, **(metadata or {}))
 
-def resolve_checkpoint(path, # a checkpoint folder written by `clip_vlm_train --save`
-                       last:bool=False, # the last checkpoint even when the folder keeps a best one
-                      ) -> Path:
-    "The model folder to load from a checkpoint folder: its `best/` (lowest validation loss) when there is one, unless `last`."
-    path = Path(path)
-    return path/'best' if not last and (path/'best'/'config.json').is_file() else path
-
+# %% ../nbs/05_train_lm.ipynb #0da3d919
 def load_training_state(path) -> tuple:
     "`(state, optimizer_state, history)` of a checkpoint folder, restoring the RNG; one-line `UserError` otherwise."
     from safetensors.torch import load_file
@@ -167,7 +192,7 @@ def load_training_state(path) -> tuple:
     def part(name, read):
         try: return read(path/name)
         except Exception as e:
-            why = first_line(e, 160)
+            why = first_line(e, limit=160)
             raise UserError(f"--resume {path}: {name} is damaged or missing ({why}); resume from another checkpoint folder") from None
     state = part('training_state.json', lambda p: json.loads(p.read_text()))
     opt = part('optimizer.pt', lambda p: torch.load(p, map_location='cpu', weights_only=True))
@@ -176,212 +201,13 @@ def load_training_state(path) -> tuple:
     part('training_state.json', lambda p: _set_rng_state(rng, state.pop('rng')))
     return state, opt, history
 
-# %% ../nbs/05_train_lm.ipynb #c2a043aa
-def _parse_size(image_size):
-    if image_size is None: return IMAGE_SIZE
-    if isinstance(image_size, str):
-        try: h, w = (int(x) for x in image_size.lower().replace(',', 'x').split('x'))
-        except ValueError: raise UserError(f"--image-size {image_size}: write HEIGHTxWIDTH, e.g. 224x392") from None
-        return h, w
-    if isinstance(image_size, int): return image_size, image_size
-    return tuple(image_size)
-
-def _mixed_precision(mp:str) -> str:
-    check_choice('--mixed-precision', mp, ('auto', 'no', 'bf16', 'fp16'), 'precision')
-    if mp != 'auto': return mp
-    if not torch.cuda.is_available(): return 'no'
-    return 'bf16' if torch.cuda.is_bf16_supported(including_emulation=False) else 'fp16'  # a T4 emulates bf16 slowly: fp16
-
-FIT_RANGES = dict(  # every numeric flag of `fit` and the rule `check_number` holds it to
-    epochs=dict(lo=1, integer=True), batch_size=dict(lo=1, integer=True), grad_accum=dict(lo=1, integer=True),
-    warmup=dict(lo=0, integer=True), workers=dict(lo=0, integer=True), seed=dict(lo=0, integer=True),
-    lr=dict(lo=0, lo_open=True), weight_decay=dict(lo=0), max_grad_norm=dict(lo=0), l1_weight=dict(lo=0),
-    cos_weight=dict(lo=0), lora_r=dict(lo=1, integer=True), lora_alpha=dict(lo=0, lo_open=True),
-    lora_dropout=dict(lo=0, hi=0.99), fusion_layers=dict(lo=0, integer=True), clip_layer=dict(integer=True),
-    max_length=dict(lo=1, integer=True, optional=True), max_samples=dict(lo=1, integer=True, optional=True))
-
-def parse_every(v, # `--save-every`: '500' (optimizer steps), '20m' (minutes; also '90s', '1.5h') or None
-               ) -> tuple:
-    "`--save-every` as `(steps, seconds)`, one of them None."
-    if v is None: return None, None
-    s = str(v).strip().lower()
-    if m := re.fullmatch(r'(\d+)\s*(?:steps?)?', s):
-        if int(m[1]) > 0: return int(m[1]), None
-    elif m := re.fullmatch(r'(\d+(?:\.\d*)?)\s*(s|sec|m|min|h)', s):
-        secs = float(m[1])*{'s': 1, 'sec': 1, 'm': 60, 'min': 60, 'h': 3600}[m[2]]
-        if secs > 0: return None, secs
-    raise UserError(f"--save-every {v}: write a number of optimizer steps (500) or a time (20m, 90s, 1h)")
-
-TRACKERS = ('tensorboard', 'wandb', 'mlflow', 'trackio')
-
-def check_fit_args(a:dict, # `fit`'s arguments by name
-                  ) -> AttrDict:
-    "Validate `fit`'s arguments (one-line `UserError`s) and return them with the view size parsed."
-    a = AttrDict(a)
-    check_choice('--mode', a.mode, MODES, 'mode'); check_choice('--dataset', a.dataset, DATASETS, 'dataset')
-    check_choice('--qwen-quant', a.qwen_quant, QUANTS, 'quantisation')
-    if a.workers is None: a.workers = min(8, max(0, (os.cpu_count() or 1) - 2)) if torch.cuda.is_available() else 0
-    for k, rule in FIT_RANGES.items(): a[k] = check_number('--' + k.replace('_', '-'), a[k], **rule)
-    if a.mode == 'distill' and a.use_lora:
-        raise UserError("--use-lora trains the LLM, which --mode distill never runs; drop --use-lora or use --mode lm")
-    if a.save is not None and a.save != a.resume: recover_dir(a.save)  # what a killed run left there goes first
-    for flag, folder in (('--save', a.save), ('--cache-dir', a.cache_dir)):
-        if folder is not None: check_writable_dir(folder, flag)  # before any model loads, not after an epoch
-    if a.resume is not None:
-        recover_dir(a.resume)  # a run killed in the middle of a checkpoint swap: bring the complete copy back
-        if not Path(a.resume).is_dir(): raise UserError(f"--resume {a.resume}: no such checkpoint folder")
-        ck = read_checkpoint_config(a.resume)
-        if ck.get('mode') not in (None, a.mode):
-            raise UserError(f"--resume {a.resume}: the checkpoint was trained with --mode {ck.get('mode')}, not {a.mode}")
-    a.save_every_steps, a.save_every_s = parse_every(a.save_every)
-    if a.save_every is not None and a.save is None and a.resume is None:
-        raise UserError(f"--save-every {a.save_every}: nothing to save to; add --save DIR")
-    if a.cache_only and not a.cache_dir: raise UserError("--cache-only builds the feature cache: add --cache-dir DIR")
-    rt = [a.report_to] if isinstance(a.report_to, str) else list(a.report_to or [])
-    bad = [t for t in rt if t not in TRACKERS + ('none',)]
-    if bad: raise UserError(f"--report-to {' '.join(bad)}: choose from {', '.join(TRACKERS)} or none")
-    a.trackers = [t for t in dict.fromkeys(rt) if t != 'none']
-    a.size, a.mixed_precision = _parse_size(a.image_size), _mixed_precision(a.mixed_precision)
-    return a
-
-# %% ../nbs/05_train_lm.ipynb #4d4b22e6
-@delegates(data_args)
-def fit_args(mode:str='lm', # lm (caption cross-entropy) or distill (match Qwen-VL's image tokens)
-             val_split:str=None, # also report the loss on this split after every epoch (e.g. val)
-             prompt:str=DEFAULT_PROMPT, # instruction after the views in LM inputs
-             epochs:int=3, # passes over the data
-             clip_model:str=None, # CLIP hub id or local folder (default openai/clip-vit-large-patch14; with --resume, the checkpoint's)
-             qwen_model:str=None, # Qwen2-VL / Qwen2.5-VL hub id or local folder (default Qwen/Qwen2.5-VL-3B-Instruct; with --resume, the checkpoint's)
-             clip_layer:int=-2, # CLIP hidden state the connector reads (default penultimate)
-             image_size:str=None, # view size HEIGHTxWIDTH (default 224x392: native aspect, 112 tokens per view)
-             fusion_layers:int=0, # cross-view fusion layers in the connector
-             qwen_quant:str='none', # none, bnb-8bit or bnb-4bit
-             use_lora:bool=False, # train LoRA adapters on the LLM as well
-             lora_r:int=16, # LoRA rank
-             lora_alpha:float=32, # LoRA alpha
-             lora_dropout:float=0.05, # LoRA dropout
-             lr:float=1e-4, # peak learning rate (AdamW)
-             weight_decay:float=0.0, # AdamW weight decay
-             batch_size:int=1, # samples per batch (views are padded and masked)
-             grad_accum:int=1, # batches per optimizer step
-             warmup:int=0, # linear warm-up steps, then cosine decay
-             max_grad_norm:float=1.0, # gradient clipping (0: off)
-             l1_weight:float=1.0, # distill: Smooth L1 weight
-             cos_weight:float=1.0, # distill: cosine weight
-             max_length:int=None, # lm: longest input; longer samples are dropped and counted
-             seed:int=0, # seed for weights, data order and dropout
-             mixed_precision:str='auto', # auto (bf16/fp16 on GPU, none on CPU), no, bf16 or fp16
-             workers:int=None, # data-loader worker processes (default: 0 on the CPU; where CUDA is present, up to 8)
-             compile:bool=False, # torch.compile the frozen towers' and the LLM's layers (GPU: ~20 s once, then faster steps)
-             save:str=None, # checkpoint folder, written at the end of every epoch (default: the --resume folder)
-             save_every:str=None, # also checkpoint inside epochs: every N optimizer steps (500) or minutes of training (20m)
-             resume:str=None, # continue from this checkpoint folder
-             dry_run:bool=False, # print the dataset summary, tokens per sample and the cache's size on disk, then exit before loading models
-             cache_only:bool=False, # fill the --cache-dir feature cache for every sample and stop (accelerate launch: one shard per process)
-             report_to:list=None, # experiment trackers: tensorboard, wandb, mlflow, trackio or none (several allowed)
-             run_name:str=None, # the run's name for the trackers (default: the --save folder's name)
-             logging_dir:str=None, # where tensorboard writes (default: runs/ beside the --save folder, else ./runs)
-             progress:bool=True, # show a progress bar
-             **kwargs, # the dataset flags (`data_args`): dataset, nusc_root, captions, cameras, require_files, ...
-            ):
-    "The training flags, declared once (`fit` and `clip_vlm_train` take them), and `data_args`'s: checked, as an `AttrDict`."
-    record = {k: (str(v) if isinstance(v, Path) else v)
-              for k, v in {**{k: v for k, v in locals().items() if k != 'kwargs'}, **data_args(**kwargs)}.items()}
-    a = check_fit_args(record)
-    a.record, a.save = record, a.save if a.save is not None or a.resume is None else a.resume  # --resume alone saves there
-    return a
-
-# %% ../nbs/05_train_lm.ipynb #8644ab55
-def _model_config(model_id, flag:str, default:str, real:str):
-    "A model's config (no weights), or the recorded config of the default model when the hub is out of reach; None if unknown."
-    from transformers import AutoConfig
-    from clip_vlm.model import real_config
-    try: return AutoConfig.from_pretrained(model_id)
-    except Exception:
-        return real_config(real) if str(model_id) == default else None
-
-def _gb(n): return f"{n/1e6:.1f} MB" if n < 1e9 else f"{n/1e9:.1f} GB"
-
-def _disk_bytes(folder:Path) -> int:
-    "Bytes the files under `folder` take on disk (0 when it does not exist)."
-    total = 0
-    for d, _, files in os.walk(folder):
-        for f in files:
-            try: total += os.stat(os.path.join(d, f)).st_blocks*512
-            except OSError: pass
-    return total
-
-def run_cost(a:AttrDict, # the run's arguments
-             samples:list, # every sample whose features the run caches (training and validation)
-            ) -> dict:
-    "Tokens per sample and the feature cache's size on disk against its disk's free space, from the model configs alone."
-    ck = read_checkpoint_config(a.resume) if a.resume is not None else {}
-    clip_id, qwen_id = a.clip_model or ck.get('clip_model') or CLIP_MODEL, a.qwen_model or ck.get('qwen_model') or QWEN_MODEL
-    size = tuple(ck['image_size']) if ck.get('image_size') and a.image_size is None else a.size
-    ccfg = _model_config(clip_id, '--clip-model', CLIP_MODEL, 'clip_vit_l14')
-    qcfg = _model_config(qwen_id, '--qwen-model', QWEN_MODEL, 'qwen2_5_vl_3b')
-    views = [len(s.views) for s in samples]
-    out = dict(samples=len(views), views=sum(views))
-    if ccfg is None or qcfg is None:
-        out['unknown'] = f"cannot read the config of {clip_id if ccfg is None else qwen_id}"
-        return out
-    est = cache_estimate(ccfg, qcfg, size, views, teacher=(a.mode == 'distill'))
-    T = est['tokens_per_view']
-    out.update(image_tokens_per_view=T.get('teacher') or cache_estimate(ccfg, qcfg, size, [1], True)['tokens_per_view']['teacher'],
-               clip_tokens_per_view=T['clip'], cache_bytes=est['bytes'], cache_files=est['files'],
-               bytes_per_view=est['bytes_per_view'])
-    out['image_tokens_per_sample'] = round(out['image_tokens_per_view']*out['views']/max(1, len(views)), 1)
-    if a.cache_dir:
-        root = Path(a.cache_dir).expanduser()/'features'
-        probe = root
-        while not probe.exists() and probe != probe.parent: probe = probe.parent
-        import shutil
-        out.update(cache_dir=str(root), cache_existing_bytes=_disk_bytes(root), free_bytes=shutil.disk_usage(probe).free,
-                   slow_disk=slow_disk(root))
-        out['fits'] = est['bytes'] <= out['free_bytes'] + out['cache_existing_bytes']
-    return out
-
-def format_cost(c:dict) -> str:
-    "Readable lines for `run_cost`."
-    if 'unknown' in c: return f"cost: unknown ({c['unknown']})"
-    lines = [f"tokens per sample: {c['image_tokens_per_sample']:g} image tokens for the LLM ({c['image_tokens_per_view']} per view); "
-             f"CLIP reads {c['clip_tokens_per_view']} patches per view"]
-    per = ' + '.join(f"{k} {v/1e6:.2f} MB" for k, v in c['bytes_per_view'].items())
-    where = (f" in {c['cache_dir']}: {_gb(c['free_bytes'])} free on its disk" + (f", {_gb(c['cache_existing_bytes'])} already cached" if c['cache_existing_bytes'] else '')
-             if 'cache_dir' in c else ' (no --cache-dir: nothing is cached)')
-    lines.append(f"feature cache: {_gb(c['cache_bytes'])} in {c['cache_files']:,} files for {c['samples']:,} samples ({per} per view){where}")
-    if c.get('slow_disk'): lines.append(f"warning: --cache-dir {c['cache_dir']} is on {c['slow_disk']}, which is slow; put the cache on a local disk")
-    return '\n'.join(lines)
-
-def check_cache_fits(c:dict):
-    "One-line `UserError` when the feature cache cannot fit on its disk."
-    if c.get('fits') is False:
-        raise UserError(f"--cache-dir {c['cache_dir']}: the feature cache needs {_gb(c['cache_bytes'])} but its disk has "
-                        f"{_gb(c['free_bytes'] + c['cache_existing_bytes'])} for it; free space, choose another --cache-dir "
-                        "or train without --cache-dir")
-
-def load_samples(a:AttrDict, # the run's arguments (`fit_args`)
-                 main:bool=True, # the main process prints the summary
-                ) -> tuple:
-    "The training samples and, with `val_split`, the validation samples, the summary (with the run's cost) printed: `(samples, val or None)`."
-    flags = {k: a[k] for k in data_args()}
-    samples = build_samples(mode=a.mode, **flags)
-    val = build_samples(mode=a.mode, **dict(flags, split=a.val_split)) if a.val_split and len(samples) else None
-    if a.dry_run or a.cache_dir:
-        cost = run_cost(a, list(samples) + list(val or []))
-        samples.summary['cost'] = cost
-        if main and (a.dry_run or cost.get('slow_disk')): print(format_cost(cost))
-    if main: samples.show_summary()
-    if a.dry_run: return samples, val
-    dropped = samples.summary.get('dropped', {})
-    if len(samples) == 0 and a.split != 'all' and samples.summary.get('in_split') == 0:
-        raise UserError(f"--split {a.split}: none of the {dropped.get('outside_split', 0)} samples is in the official {a.split} "
-                        "scenes; choose another --split, or --split all")
-    if len(samples) == 0:
-        raise UserError(f"no samples left to train on ({json.dumps(samples.summary.get('dropped', {}))}); "
-                        + ("lm mode needs captioned samples: check --captions / --nuinteract-dir" if a.mode == 'lm' else "check the dataset flags"))
-    if a.cache_dir: check_cache_fits(samples.summary['cost'])
-    return samples, val
+# %% ../nbs/05_train_lm.ipynb #a909e890
+def resolve_checkpoint(path, # a checkpoint folder written by `clip_vlm_train --save`
+                       last:bool=False, # the last checkpoint even when the folder keeps a best one
+                      ) -> Path:
+    "The model folder to load from a checkpoint folder: its `best/` (lowest validation loss) when there is one, unless `last`."
+    path = Path(path)
+    return path/'best' if not last and (path/'best'/'config.json').is_file() else path
 
 # %% ../nbs/05_train_lm.ipynb #10cd79ea
 def load_model(a:AttrDict, # the run's arguments
@@ -392,28 +218,80 @@ def load_model(a:AttrDict, # the run's arguments
     if a.resume is not None:
         return CLIPQwenVLM.from_pretrained(a.resume, clip_model=a.clip_model, qwen_model=a.qwen_model, device=device,
                                            is_trainable=True)
-    return CLIPQwenVLM.build(a.clip_model or CLIP_MODEL, a.qwen_model or QWEN_MODEL, a.qwen_quant, a.use_lora, a.lora_r,
-                             a.lora_alpha, a.lora_dropout, cameras=cameras or None, image_size=a.size,
-                             clip_layer=a.clip_layer, prompt=a.prompt, fusion_layers=a.fusion_layers, device=device,
-                             seed=a.seed)
+    return CLIPQwenVLM.build(a.clip_model or CLIP_MODEL, a.qwen_model or QWEN_MODEL, quant=a.qwen_quant, use_lora=a.use_lora,
+                             lora_r=a.lora_r, lora_alpha=a.lora_alpha, lora_dropout=a.lora_dropout, cameras=cameras or None,
+                             image_size=a.size, clip_layer=a.clip_layer, prompt=a.prompt, fusion_layers=a.fusion_layers,
+                             device=device, seed=a.seed)
 
 # %% ../nbs/05_train_lm.ipynb #30d39db9
-class Run(SimpleNamespace):
-    "The state one training run's phases share: arguments, accelerator, data, model, optimizer and progress."
+@dataclass(repr=False)
+class Run:
+    "The state one training run's phases share: arguments, accelerator, data, model, optimizer and position."
+    args:AttrDict # the checked arguments (`fit_args`)
+    acc:object # the `accelerate.Accelerator`
+    main:bool # this is the main process (it prints and writes)
+    vlm:CLIPQwenVLM # the model, unwrapped
+    samples:list # the training samples (in lm mode those `lm_items` kept)
+    feats:FrozenFeatures # where frozen features come from (cache or towers)
+    params:list # the trainable parameters
+    sampler:EpochSampler # the data order
+    items:list=None # lm: the samples' LM inputs
+    val:Samples=None # validation samples (`--val-split`)
+    val_items:list=None # lm: their LM inputs
+    quiet:bool=False # print no resume, cache or closing line
+    pos:Position=field(default_factory=Position) # where the run is (what a checkpoint records)
+    history:list=field(default_factory=list) # step and epoch records
+    best:dict=None # the epoch of lowest validation loss so far
+    model:object=None # set by `accelerator.prepare`: the wrapped model,
+    opt:object=None # the optimizer,
+    loader:object=None # and the data loader
+    batches_per_epoch:int=0 # batches per epoch, in this process
+    total_steps:int=0 # optimizer steps of the whole run
+    t0:float=0.0 # when training started (`perf_counter`): samples/s and ETA
+    step0:int=0 # optimizer steps done when this process started
+    seen0:int=0 # samples seen when this process started
+    last_save:float=0.0 # when the last checkpoint was written (`monotonic`): `--save-every 20m`
+    tracker_name:str=None # the run's name in the trackers
     def __repr__(self):
         return (f"Run({self.args.mode}, {len(self.samples)} samples, {len(self.loader)} batches per epoch, "
-                f"epoch {self.epoch}/{self.args.epochs}, step {self.step}/{self.total_steps}, "
+                f"epoch {self.pos.epoch}/{self.args.epochs}, step {self.pos.step}/{self.total_steps}, "
                 f"{sum(p.numel() for p in self.params):,} trainable parameters)")
 
+# %% ../nbs/05_train_lm.ipynb #1a0e199b
 def _keep_frozen_out_of_ddp(vlm):
     "Frozen weights are identical in every process: keep DDP from broadcasting gigabytes of them at start-up."
     torch.nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
         vlm, [n for n, p in vlm.named_parameters() if not p.requires_grad] + [n for n, _ in vlm.named_buffers() if not n.startswith('connector.')])
 
+# %% ../nbs/05_train_lm.ipynb #6483ef0d
+def _lm_data(a:AttrDict, vlm, samples, val, main:bool) -> tuple:
+    "lm mode: LM inputs of the training and validation samples, too-long ones dropped: `(samples, items, val, val_items)`."
+    samples, items, too_long = lm_items(vlm, samples, a.max_length)
+    if too_long and main: print(f"dropped {too_long} samples longer than max_length (too_long)")
+    if not samples:
+        limit = f"--max-length {a.max_length}" if a.max_length else "the model's context"
+        raise UserError(f"every sample is longer than {limit}; " + ("raise it or " if a.max_length else '') + "use fewer --cameras")
+    val_items = None
+    if val is not None: val, val_items, _ = lm_items(vlm, val, a.max_length)
+    return samples, items, val, val_items
+
+# %% ../nbs/05_train_lm.ipynb #e9db92db
+def _resume(run:Run, opt):
+    "`--resume`: the checkpoint's optimizer state, position, best epoch, history and RNG state."
+    a = run.args
+    state, opt_state, run.history = load_training_state(a.resume)
+    opt.load_state_dict(opt_state)
+    run.pos, run.best = Position.from_dict(state), state.get('best')
+    if run.main and not run.quiet:
+        print(f"resuming from {a.resume} at epoch {run.pos.epoch + 1}"
+              + (f", batch {run.pos.batches_done + 1}" if run.pos.batches_done else '') + f" (step {run.pos.step})")
+
+# %% ../nbs/05_train_lm.ipynb #eed3abd0
 def start_run(a:AttrDict, # the run's arguments (`fit_args`)
               acc, # the `accelerate.Accelerator`
               samples:Samples, # training samples (`load_samples`)
               val:Samples=None, # validation samples, if any
+              quiet:bool=False, # print no resume line
              ) -> Run:
     "Set-up phase: model (or resume), LM inputs, frozen features, loader, optimizer, checkpoint state; all prepared."
     from accelerate.utils import set_seed
@@ -422,13 +300,7 @@ def start_run(a:AttrDict, # the run's arguments (`fit_args`)
     vlm = load_model(a, acc.device, samples.summary.get('cameras'))
     if a.compile: compile_model(vlm, towers=True, llm=(a.mode == 'lm'))  # regional: one compile per kind of layer
     items = val_items = None
-    if a.mode == 'lm':
-        samples, items, too_long = lm_items(vlm, samples, a.max_length)
-        if too_long and main: print(f"dropped {too_long} samples longer than max_length (too_long)")
-        if not samples:
-            limit = f"--max-length {a.max_length}" if a.max_length else "the model's context"
-            raise UserError(f"every sample is longer than {limit}; " + ("raise it or " if a.max_length else '') + "use fewer --cameras")
-        if val is not None: val, val_items, _ = lm_items(vlm, val, a.max_length)
+    if a.mode == 'lm': samples, items, val, val_items = _lm_data(a, vlm, samples, val, main)
     feats = FrozenFeatures(vlm, FeatureCache(Path(a.cache_dir).expanduser()/'features') if a.cache_dir else None,
                            teacher=(a.mode == 'distill'))
     sampler = EpochSampler(len(samples), a.seed)
@@ -440,50 +312,32 @@ def start_run(a:AttrDict, # the run's arguments (`fit_args`)
                                          generator=torch.Generator().manual_seed(a.seed))
     params = [p for p in vlm.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=a.weight_decay)
-    run = Run(args=a, acc=acc, main=main, vlm=vlm, samples=samples, items=items, val=val, val_items=val_items,
-              feats=feats, params=params, sampler=sampler, epoch=0, step=0, history=[], seen=0, best=None,
-              batch=0, epoch_losses=[], epoch_seconds=0.0)
-    if a.resume is not None:
-        state, opt_state, run.history = load_training_state(a.resume)
-        opt.load_state_dict(opt_state)
-        run.epoch, run.step, run.best = state['epoch'], state['step'], state.get('best')
-        run.batch, run.epoch_losses, run.epoch_seconds = state.get('batch', 0), state.get('epoch_losses', []), state.get('epoch_seconds', 0.0)
-        run.seen = state.get('seen', 0)
-        if main: print(f"resuming from {a.resume} at epoch {run.epoch + 1}" + (f", batch {run.batch + 1}" if run.batch else '')
-                       + f" (step {run.step})")
+    run = Run(args=a, acc=acc, main=main, vlm=vlm, samples=samples, feats=feats, params=params, sampler=sampler,
+              items=items, val=val, val_items=val_items, quiet=quiet)
+    if a.resume is not None: _resume(run, opt)
     _keep_frozen_out_of_ddp(vlm)
     run.model, run.opt, run.loader = acc.prepare(vlm, opt, loader)
-    run.batches = len(run.loader)  # per epoch, in this process
-    run.total_steps = math.ceil(run.batches/a.grad_accum)*a.epochs
-    run.t0, run.step0, run.seen0, run.last_save = time.perf_counter(), run.step, run.seen, time.monotonic()
+    run.batches_per_epoch = len(run.loader)  # in this process
+    run.total_steps = math.ceil(run.batches_per_epoch/a.grad_accum)*a.epochs
+    run.t0, run.step0, run.seen0, run.last_save = time.perf_counter(), run.pos.step, run.pos.seen, time.monotonic()
     if a.trackers: init_trackers(run)
     return run
 
 # %% ../nbs/05_train_lm.ipynb #7846ed3f
-def _logging_dir(a:AttrDict) -> Path:
-    if a.logging_dir: return Path(a.logging_dir)
-    return Path(a.save).parent/'runs' if a.save else Path('runs')
-
-def make_accelerator(a:AttrDict, # the run's arguments
-                    ):
-    "The run's `accelerate.Accelerator`: gradient accumulation, mixed precision and the `--report-to` trackers."
-    from accelerate import Accelerator
-    return Accelerator(gradient_accumulation_steps=a.grad_accum, mixed_precision=a.mixed_precision,
-                       cpu=not torch.cuda.is_available(), log_with=a.trackers or None,
-                       project_dir=str(_logging_dir(a)) if a.trackers else None)
-
 def init_trackers(run:Run):
     "Start the `--report-to` trackers (Accelerate's): the run's name and arguments; a resumed run continues its steps."
     a = run.args
     name = a.run_name or (Path(a.save).name if a.save else f"{a.mode}-{time.strftime('%Y%m%d-%H%M%S')}")
     config = {k: (v if isinstance(v, (int, float, str, bool)) else json.dumps(v, default=str)) for k, v in a.record.items()}
     kw = {'wandb': dict(name=name), 'mlflow': dict(run_name=name)}
-    if run.step: kw['tensorboard'] = dict(purge_step=run.step + 1)  # drop what a killed run logged after its checkpoint
+    if run.pos.step: kw['tensorboard'] = dict(purge_step=run.pos.step + 1)  # drop what a killed run logged after its checkpoint
     run.acc.init_trackers(name, config=config, init_kwargs={k: v for k, v in kw.items() if k in a.trackers})
     run.tracker_name = name
 
+# %% ../nbs/05_train_lm.ipynb #995ff259
 def _log(run:Run, values:dict):
-    if run.args.trackers: run.acc.log(values, step=run.step)
+    "Send `values` to the trackers at the run's optimizer step."
+    if run.args.trackers: run.acc.log(values, step=run.pos.step)
 
 def log_figure(run:Run, # the run
                fig, # a matplotlib figure (the loss plot)
@@ -494,9 +348,9 @@ def log_figure(run:Run, # the run
     if not run.main: return
     for t in run.args.trackers:
         tr = acc.get_tracker(t, unwrap=True)
-        if t == 'tensorboard': tr.add_figure(name, fig, global_step=run.step); tr.flush()
+        if t == 'tensorboard': tr.add_figure(name, fig, global_step=run.pos.step); tr.flush()
         elif t == 'wandb':
-            import wandb; tr.log({name: wandb.Image(fig)}, step=run.step)
+            import wandb; tr.log({name: wandb.Image(fig)}, step=run.pos.step)
         elif t == 'mlflow':
             import mlflow; mlflow.log_figure(fig, f'{name}.png')
 
@@ -514,19 +368,9 @@ def batch_loss(run:Run, # the run (mode, model, frozen features)
     fl, tl = run.feats.complete_batch(batch)
     cams = [it['cameras'] for it in batch]
     if run.args.mode == 'distill':
-        return distill_batch_loss(run.model, fl, tl, cams, run.args.l1_weight, run.args.cos_weight)
+        return distill_batch_loss(run.model, fl, tl, cams, l1_weight=run.args.l1_weight, cos_weight=run.args.cos_weight)
     b = {k: v.to(run.acc.device) for k, v in run.vlm.collate([it['lm'] for it in batch]).items()}
     return lm_batch_loss(run.model, fl, b, cams)
-
-def lr_at(step:int, # optimizer steps done
-          base:float, # peak learning rate
-          warmup:int, # warm-up steps
-          total:int, # steps of the whole run
-         ) -> float:
-    "Linear warm-up for `warmup` steps, then cosine decay to 10% of `base`."
-    if warmup and step < warmup: return base*(step + 1)/warmup
-    t = (step - warmup)/max(1, total - warmup)
-    return base*(0.1 + 0.9*0.5*(1 + math.cos(math.pi*min(1.0, t))))
 
 # %% ../nbs/05_train_lm.ipynb #8e42b2c2
 def _check_finite(run:Run, loss, epoch:int, batch:list):
@@ -534,14 +378,15 @@ def _check_finite(run:Run, loss, epoch:int, batch:list):
     acc = run.acc
     bad = acc.reduce(torch.tensor(0. if torch.isfinite(loss.detach()).item() else 1., device=acc.device), 'sum')
     if bad.item() > 0:
-        raise UserError(f"{run.args.mode} loss became {loss.item()} at epoch {epoch + 1}, step {run.step + 1} "
+        raise UserError(f"{run.args.mode} loss became {loss.item()} at epoch {epoch + 1}, step {run.pos.step + 1} "
                         f"(samples {', '.join(it['token'] for it in batch)}); nothing was saved since the last checkpoint: "
                         "lower --lr or check the data")
 
+# %% ../nbs/05_train_lm.ipynb #01df25f1
 def save_due(run:Run) -> bool:
     "Whether `--save-every` asks for a checkpoint now (just after an optimizer step); the same answer in every process."
     a = run.args
-    due = bool(a.save_every_steps and run.step % a.save_every_steps == 0)
+    due = bool(a.save_every_steps and run.pos.step % a.save_every_steps == 0)
     if a.save_every_s:
         due = due or time.monotonic() - run.last_save >= a.save_every_s
         if run.acc.num_processes > 1:  # clocks differ: the processes agree on the main process's answer
@@ -549,24 +394,40 @@ def save_due(run:Run) -> bool:
             due = bool(broadcast(torch.tensor([float(due)], device=run.acc.device)).item())
     return due
 
+# %% ../nbs/05_train_lm.ipynb #f0010ae8
 def _hms(s:float) -> str:
+    "Seconds as H:MM:SS (the progress bar's ETA)."
     s = int(max(0, s)); return f"{s//3600}:{s//60 % 60:02d}:{s % 60:02d}"
 
+def _count_step(run:Run, epoch:int, loss:float, grad_norm, bar):
+    "After an optimizer step: count it, and record it in the history, the trackers and the progress bar."
+    a = run.args
+    run.pos.step += 1
+    dt = time.perf_counter() - run.t0
+    rate = (run.pos.seen - run.seen0)/dt
+    rec = dict(kind='step', mode=a.mode, epoch=epoch + 1, step=run.pos.step, loss=loss, lr=run.opt.param_groups[0]['lr'],
+               grad_norm=float(grad_norm), samples_per_s=rate)
+    run.history.append(rec)
+    _log(run, {'train/loss': loss, 'train/lr': rec['lr'], 'train/grad_norm': rec['grad_norm'], 'train/samples_per_s': rate})
+    per_step = dt/(run.pos.step - run.step0)
+    bar.set_postfix(loss=f"{loss:.4f}", samples_s=f"{rate:.1f}", run_eta=_hms(per_step*(run.total_steps - run.pos.step)))
+
+# %% ../nbs/05_train_lm.ipynb #dc887bdd
 def train_epoch(run:Run, # the run, from `start_run`
                 epoch:int, # 0-based epoch number
                 save=None, # `save(run)` writes a mid-epoch checkpoint (called after optimizer steps when `--save-every` says so)
                ) -> dict:
     "One pass over the data (forward, backward, clip, step under Accelerate) from where a checkpoint left it; the epoch's record."
     from tqdm.auto import tqdm
-    a, acc = run.args, run.acc
-    start = run.batch if epoch == run.epoch else 0  # batches of this epoch done before a mid-epoch checkpoint
-    losses = list(run.epoch_losses) if start else []
+    a, acc, pos = run.args, run.acc, run.pos
+    start = pos.batches_done if epoch == pos.epoch else 0  # batches of this epoch done before a mid-epoch checkpoint
+    losses = list(pos.epoch_losses) if start else []
     run.model.train(); run.loader.set_epoch(epoch)
     run.sampler.skip = start*a.batch_size*acc.num_processes  # skipped in the sampler: no worker decodes them
     acc.step = start  # the gradient-accumulation phase: checkpoints are taken on accumulation boundaries
-    t_epoch = time.perf_counter() - (run.epoch_seconds if start else 0.0)
+    t_epoch = time.perf_counter() - (pos.epoch_seconds if start else 0.0)
     bar = tqdm(run.loader, desc=f"{a.mode} epoch {epoch + 1}/{a.epochs}", disable=not (a.progress and run.main), leave=False,
-               initial=start, total=run.batches)
+               initial=start, total=run.batches_per_epoch)
     waited, t_ready = 0.0, time.perf_counter()
     for i, batch in enumerate(bar, start):
         waited += time.perf_counter() - t_ready  # the time this step waited for its batch (decoding, reading the cache)
@@ -576,27 +437,19 @@ def train_epoch(run:Run, # the run, from `start_run`
             acc.backward(loss)
             if acc.sync_gradients:
                 gn = acc.clip_grad_norm_(run.params, a.max_grad_norm or float('inf'))
-                for g in run.opt.param_groups: g['lr'] = lr_at(run.step, a.lr, a.warmup, run.total_steps)
+                for g in run.opt.param_groups: g['lr'] = lr_at(pos.step, a.lr, a.warmup, run.total_steps)
             run.opt.step(); run.opt.zero_grad()
         l = acc.gather(loss.detach()).mean().item()
-        losses.append(l); run.seen += len(batch)*acc.num_processes
+        losses.append(l); pos.seen += len(batch)*acc.num_processes
         if acc.sync_gradients:
-            run.step += 1
-            dt = time.perf_counter() - run.t0
-            rate = (run.seen - run.seen0)/dt
-            rec = dict(kind='step', mode=a.mode, epoch=epoch + 1, step=run.step, loss=l, lr=run.opt.param_groups[0]['lr'],
-                       grad_norm=float(gn), samples_per_s=rate)
-            run.history.append(rec)
-            _log(run, {'train/loss': l, 'train/lr': rec['lr'], 'train/grad_norm': rec['grad_norm'], 'train/samples_per_s': rate})
-            per_step = dt/(run.step - run.step0)
-            bar.set_postfix(loss=f"{l:.4f}", samples_s=f"{rate:.1f}", run_eta=_hms(per_step*(run.total_steps - run.step)))
-            run.batch, run.epoch_losses, run.epoch_seconds = i + 1, losses, time.perf_counter() - t_epoch
-            if save is not None and i + 1 < run.batches and save_due(run): save(run)
+            _count_step(run, epoch, l, gn, bar)
+            pos.batches_done, pos.epoch_losses, pos.epoch_seconds = i + 1, losses, time.perf_counter() - t_epoch
+            if save is not None and i + 1 < run.batches_per_epoch and save_due(run): save(run)
         t_ready = time.perf_counter()
     run.feats.flush()
-    run.sampler.skip, run.batch, run.epoch_losses, run.epoch_seconds = 0, 0, [], 0.0
-    run.epoch = epoch + 1
-    return dict(kind='epoch', mode=a.mode, epoch=epoch + 1, step=run.step, loss=float(np.mean(losses)),
+    run.sampler.skip = 0
+    run.pos = dataclasses.replace(pos, epoch=epoch + 1, batches_done=0, epoch_losses=[], epoch_seconds=0.0)
+    return dict(kind='epoch', mode=a.mode, epoch=epoch + 1, step=run.pos.step, loss=float(np.mean(losses)),
                 seconds=time.perf_counter() - t_epoch, data_wait_seconds=waited, frozen_views_computed=run.feats.computed)
 
 # %% ../nbs/05_train_lm.ipynb #555e3e31
@@ -605,12 +458,13 @@ def eval_loss(run:Run, # the run
               samples, # samples to score (e.g. `run.val`)
               items=None, # their LM inputs (lm mode)
              ) -> float:
-    "Mean loss over `samples` in eval mode, batch by batch."
+    "Mean loss over `samples` in eval mode, batch by batch; the model's train/eval mode is restored afterwards."
+    was_training = run.model.training
     run.model.eval()
     ds, n = SampleData(samples, run.feats, items, run.vlm.image_size), run.args.batch_size
     losses = [batch_loss(run, [ds[j] for j in range(i, min(i + n, len(ds)))])[0].item() for i in range(0, len(ds), n)]
     run.feats.flush()
-    run.model.train()
+    run.model.train(was_training)
     return float(np.mean(losses))
 
 # %% ../nbs/05_train_lm.ipynb #c7f849a3
@@ -621,13 +475,13 @@ def save_run(run:Run, # the run
     run.acc.wait_for_everyone()
     if run.main:
         a = run.args
-        state = dict(epoch=run.epoch, batch=run.batch, step=run.step, seen=run.seen, best=run.best, args=a.record)
-        if run.batch: state.update(epoch_losses=run.epoch_losses, epoch_seconds=run.epoch_seconds)
-        with writing(Path(a.save).parent, f"write the checkpoint {a.save}"):
+        state = run.pos.to_dict(best=run.best, args=a.record)
+        with writing(Path(a.save).parent, what=f"write the checkpoint {a.save}"):
             save_checkpoint(a.save, run.acc.unwrap_model(run.model), run.opt, state, run.history,
                             dict(mode=a.mode, training_args=a.record, best=run.best), best=best)
     run.last_save = time.monotonic()
 
+# %% ../nbs/05_train_lm.ipynb #1481d3fe
 def update_best(run:Run, # the run, its last record holding `val_loss`
                ) -> bool:
     "Whether the epoch just finished has the lowest validation loss so far (then `run.best` names it)."
@@ -636,6 +490,7 @@ def update_best(run:Run, # the run, its last record holding `val_loss`
     run.best = dict(epoch=rec['epoch'], step=rec['step'], val_loss=rec['val_loss'])
     return True
 
+# %% ../nbs/05_train_lm.ipynb #7ea896cc
 def build_cache(run:Run, # the run, from `start_run` (with `--cache-dir`)
                ) -> dict:
     "`--cache-only`: one pass over the training and validation samples filling the feature cache; no training. Counts."
@@ -654,14 +509,15 @@ def build_cache(run:Run, # the run, from `start_run` (with `--cache-dir`)
     c = run.feats.cache
     return dict(kind='cache', views_computed=run.feats.computed - n0, entries_written=c.written, hits=c.hits, damaged=c.damaged)
 
+# %% ../nbs/05_train_lm.ipynb #1428ad16
 def finish_run(run:Run, # the run
               ) -> tuple:
     "End the run: a closing line, the loss plot to the trackers, `end_training`; `(model in eval mode, history)`."
     a, acc = run.args, run.acc
     acc.wait_for_everyone()
     ep = [r for r in run.history if r['kind'] == 'epoch']
-    if run.main and ep:
-        print(f"trained {a.mode} for {len(ep)} epochs ({run.step} steps) on {len(run.samples)} samples: "
+    if run.main and ep and not run.quiet:
+        print(f"trained {a.mode} for {len(ep)} epochs ({run.pos.step} steps) on {len(run.samples)} samples: "
               f"loss {ep[0]['loss']:.4f} -> {ep[-1]['loss']:.4f}" + (f"; saved to {a.save}" if a.save else '; not saved (no --save)')
               + (f"; best validation loss {run.best['val_loss']:.4f} at epoch {run.best['epoch']} (in best/)" if run.best and a.save else ''))
     if a.trackers and run.history: log_figure(run, plot_history(run.history))
@@ -671,19 +527,20 @@ def finish_run(run:Run, # the run
 
 # %% ../nbs/05_train_lm.ipynb #5267b9c9
 @delegates(fit_args)
-def fit(**kwargs) -> tuple:
+def fit(quiet:bool=False, # print only the epoch lines: no dataset summary, cost, resume or closing line
+        **kwargs) -> tuple:
     "Train the connector (and LoRA) in `lm` or `distill` mode; returns `(model, history)`."
     a = fit_args(**kwargs)
     acc = make_accelerator(a)
-    samples, val = load_samples(a, acc.is_main_process)
+    samples, val = load_samples(a=a, main=acc.is_main_process, quiet=quiet)
     if a.dry_run: return None, [dict(kind='summary', **samples.summary)]
-    run = start_run(a, acc, samples, val)
+    run = start_run(a, acc, samples, val, quiet=quiet)
     if a.cache_only:
         rec = build_cache(run)
-        if run.main: print(f"feature cache: {rec['views_computed']} views computed, {rec['hits']} entries already there, in {a.cache_dir}")
+        if run.main and not quiet: print(f"feature cache: {rec['views_computed']} views computed, {rec['hits']} entries already there, in {a.cache_dir}")
         acc.end_training()
         return run.vlm.eval(), [rec]
-    for epoch in range(run.epoch, a.epochs):
+    for epoch in range(run.pos.epoch, a.epochs):
         rec = train_epoch(run, epoch, save_run if a.save is not None and a.save_every is not None else None)
         if run.val is not None and len(run.val): rec['val_loss'] = eval_loss(run, run.val, run.val_items)
         run.history.append(rec)
@@ -717,10 +574,7 @@ def demo(save=None, # folder for the two checkpoints (default `<cache>/demo/chec
     print(f"demo done in {time.perf_counter() - t0:.0f} s; checkpoints in {save} (loss.png, metrics.jsonl, config.json)")
     return dict(lm=lm, distill=di)
 
-def _train_main(demo_:bool=False, **kwargs):
-    if demo_: demo(save=kwargs.get('save'), progress=kwargs.get('progress', True))
-    else: fit(**kwargs)
-
+# %% ../nbs/05_train_lm.ipynb #d6db7d9c
 def train_parser():
     "The `clip_vlm_train` argument parser: `fit`'s parameters as flags, plus `--demo`."
     from clip_vlm.cli import cli_parser
@@ -730,10 +584,15 @@ def train_parser():
                    help='generate sample data and tiny models, then train lm and distill on them (a minute on 2 CPU cores)')
     return p
 
+# %% ../nbs/05_train_lm.ipynb #a44443dd
+def _train_main(demo_:bool=False, **kwargs):
+    "What `clip_vlm_train` runs: `demo` with `--demo`, else `fit`."
+    if demo_: demo(save=kwargs.get('save'), progress=kwargs.get('progress', True))
+    else: fit(**kwargs)
+
 def clip_vlm_train(argv:list=None, # arguments (default `sys.argv[1:]`)
                   ):
     "Console script: train a CLIP + Qwen-VL connector on nuScenes surround cameras."
     run_cli(_train_main, argv, prog='clip_vlm_train', parser=train_parser())
 
-# %% ../nbs/05_train_lm.ipynb #a44443dd
 run_as_module('clip_vlm.train', clip_vlm_train)
