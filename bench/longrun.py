@@ -108,7 +108,7 @@ def estimate_rows(a) -> list:
 def estimate(root:str, cache_dir:str) -> dict:
     "In a child process: build the samples (require_files off: no images) and the cost estimate, timed."
     t0 = time.perf_counter()
-    from clip_vlm.train import fit_args, run_cost
+    from clip_vlm.plan import fit_args, run_cost
     a = fit_args(mode='distill', dataset='nuscenes', nusc_root=root, version='v1.0-trainval', cache_dir=cache_dir)
     t1 = time.perf_counter()
     from types import SimpleNamespace

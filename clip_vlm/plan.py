@@ -12,13 +12,17 @@ from fastcore.meta import delegates
 from .data import MODES, data_args
 from .sources import DATASETS, build_samples
 from .cli import UserError, check_choice, check_number
-from .crashsafe import check_writable_dir, recover_dir
-from .model import QUANTS, CLIP_MODEL, QWEN_MODEL, DEFAULT_PROMPT, IMAGE_SIZE, read_checkpoint_config
+import contextlib
+from .crashsafe import FolderLock, check_apart, check_writable_dir, recover_dir
+from .model import QUANTS
+from .image import CLIP_MODEL, QWEN_MODEL, IMAGE_SIZE
+from .lm import DEFAULT_PROMPT
+from .checkpoint import check_save_target, read_checkpoint_config
 from .distill import cache_estimate, slow_disk
 
 # %% auto #0
-__all__ = ['FIT_RANGES', 'TRACKERS', 'parse_every', 'check_fit_args', 'fit_args', 'run_cost', 'format_cost', 'check_cache_fits',
-           'load_samples', 'make_accelerator', 'lr_at']
+__all__ = ['FIT_RANGES', 'TRACKERS', 'parse_every', 'check_fit_args', 'fit_args', 'hold_save', 'run_cost', 'format_cost',
+           'check_cache_fits', 'load_samples', 'make_accelerator', 'lr_at']
 
 # %% ../nbs/05_plan.ipynb #09efceca
 def _parse_size(image_size):
@@ -64,12 +68,26 @@ FIT_RANGES = dict(  # every numeric flag of `fit` and the rule `check_number` ho
 # %% ../nbs/05_plan.ipynb #2e62b80d
 TRACKERS = ('tensorboard', 'wandb', 'mlflow', 'trackio')  # what --report-to accepts (Accelerate's trackers)
 
+# %% ../nbs/05_plan.ipynb #3b702836
+_OUTPUTS = ('cache_dir', 'logging_dir')  # written in place: must not sit inside --save, which is replaced whole
+_INPUTS = ('resume', 'nusc_root', 'nuinteract_dir', 'overlap_export_dir', 'captions', 'clip_model', 'qwen_model')
+
+def _apart_from_save(a:AttrDict) -> dict:
+    "The folders and files that `--save` must stay apart from: the other outputs, and the inputs that exist here (a hub id does not)."
+    path = lambda v: isinstance(v, (str, Path)) and str(v) != ''
+    outs = {k: a[k] for k in _OUTPUTS if path(a[k])}
+    ins = {k: a[k] for k in _INPUTS if path(a[k]) and Path(a[k]).expanduser().exists() and a[k] != a.save}
+    return {'--' + k.replace('_', '-'): v for k, v in {**outs, **ins}.items()}
+
 # %% ../nbs/05_plan.ipynb #f3decd41
 def _check_folders(a:AttrDict):
-    "Recover what a killed run left in `--save`; refuse a `--save` or `--cache-dir` that cannot be written."
+    "Recover what a killed run left in `--save`; refuse a `--save` or `--cache-dir` that cannot be written, and a `--save` that is not ours to replace."
     if a.save is not None and a.save != a.resume: recover_dir(a.save)  # what a killed run left there goes first
     for flag, folder in (('--save', a.save), ('--cache-dir', a.cache_dir)):
         if folder is not None: check_writable_dir(folder, flag)  # before any model loads, not after an epoch
+    if a.save is None: return
+    check_save_target(a.save, overwrite=a.overwrite, resume=a.resume)
+    check_apart(replaced={'--save': a.save}, others=_apart_from_save(a))
 
 # %% ../nbs/05_plan.ipynb #b46c4cd6
 def _check_resume(a:AttrDict):
@@ -89,6 +107,15 @@ def _trackers(report_to) -> list:
     if bad: raise UserError(f"--report-to {' '.join(bad)}: choose from {', '.join(TRACKERS)} or none")
     return [t for t in dict.fromkeys(rt) if t != 'none']
 
+# %% ../nbs/05_plan.ipynb #5d257348
+def _check_splits(a:AttrDict):
+    "Refuse a `--val-split` that shares samples with `--split`: `best/` would be picked on training data."
+    if a.val_split is None: return
+    check_choice('--val-split', a.val_split, ('train', 'val', 'all'), 'split')
+    if a.val_split == a.split or 'all' in (a.split, a.val_split):
+        raise UserError(f"--val-split {a.val_split} overlaps --split {a.split}: the validation loss (and best/) would be "
+                        "measured on training samples; use --split train --val-split val")
+
 # %% ../nbs/05_plan.ipynb #bb0aa5f4
 def check_fit_args(a:dict, # `fit`'s arguments by name
                   ) -> AttrDict:
@@ -100,7 +127,7 @@ def check_fit_args(a:dict, # `fit`'s arguments by name
     for k, rule in FIT_RANGES.items(): a[k] = check_number('--' + k.replace('_', '-'), a[k], **rule)
     if a.mode == 'distill' and a.use_lora:
         raise UserError("--use-lora trains the LLM, which --mode distill never runs; drop --use-lora or use --mode lm")
-    _check_folders(a); _check_resume(a)
+    _check_folders(a); _check_resume(a); _check_splits(a)
     a.save_every_steps, a.save_every_s = parse_every(a.save_every)
     if a.save_every is not None and a.save is None and a.resume is None:
         raise UserError(f"--save-every {a.save_every}: nothing to save to; add --save DIR")
@@ -141,6 +168,7 @@ def fit_args(mode:str='lm', # lm (caption cross-entropy) or distill (match Qwen-
              save:str=None, # checkpoint folder, written at the end of every epoch (default: the --resume folder)
              save_every:str=None, # also checkpoint inside epochs: every N optimizer steps (500) or minutes of training (20m)
              resume:str=None, # continue from this checkpoint folder
+             overwrite:bool=False, # replace another run's checkpoint in --save (a folder holding anything else is never replaced)
              dry_run:bool=False, # print the dataset summary, tokens per sample and the cache's size on disk, then exit before loading models
              cache_only:bool=False, # fill the --cache-dir feature cache for every sample and stop (accelerate launch: one shard per process)
              report_to:list=None, # experiment trackers: tensorboard, wandb, mlflow, trackio or none (several allowed)
@@ -156,11 +184,18 @@ def fit_args(mode:str='lm', # lm (caption cross-entropy) or distill (match Qwen-
     a.record, a.save = record, a.save if a.save is not None or a.resume is None else a.resume  # --resume alone saves there
     return a
 
+# %% ../nbs/05_plan.ipynb #a860f461
+def hold_save(a:AttrDict, # the run's arguments (`fit_args`)
+              main:bool=True, # the process that writes checkpoints
+             ):
+    "A context holding the run's `--save` folder for the run's length (nothing to hold without `--save`, or in other processes)."
+    return FolderLock(a.save, flag='--save') if a.save is not None and main else contextlib.nullcontext()
+
 # %% ../nbs/05_plan.ipynb #5f56d22c
 def _model_config(model_id, flag:str, default:str, real:str):
     "A model's config (no weights), or the recorded config of the default model when the hub is out of reach; None if unknown."
     from transformers import AutoConfig
-    from clip_vlm.model import real_config
+    from clip_vlm.image import real_config
     try: return AutoConfig.from_pretrained(model_id)
     except Exception:
         return real_config(real) if str(model_id) == default else None

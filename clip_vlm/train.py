@@ -14,16 +14,18 @@ from fastcore.meta import delegates
 from .data import Samples, default_cache_dir
 from .cli import UserError, first_line, run_as_module, run_cli
 from .crashsafe import writing
-from .model import (CLIPQwenVLM, TooLongError, CLIP_MODEL, QWEN_MODEL, IMAGE_SIZE,
-                            caption_ce, compile_model, load_views)
+from .model import CLIPQwenVLM, caption_ce, compile_model
+from .lm import TooLongError
+from .image import CLIP_MODEL, QWEN_MODEL, IMAGE_SIZE, load_views
 from .distill import FeatureCache, FrozenFeatures, distill_batch_loss
-from .plan import fit_args, load_samples, make_accelerator, lr_at
+from .plan import fit_args, hold_save, load_samples, make_accelerator, lr_at
+from .checkpoint import resolve_checkpoint
 
 # %% auto #0
 __all__ = ['lm_items', 'lm_batch_loss', 'EpochSampler', 'SampleData', 'Position', 'plot_history', 'save_checkpoint',
-           'load_training_state', 'resolve_checkpoint', 'load_model', 'Run', 'start_run', 'init_trackers', 'log_figure',
-           'batch_loss', 'save_due', 'train_epoch', 'eval_loss', 'save_run', 'update_best', 'build_cache', 'finish_run',
-           'fit', 'demo', 'train_parser', 'clip_vlm_train']
+           'load_training_state', 'load_model', 'Run', 'start_run', 'init_trackers', 'log_figure', 'batch_loss',
+           'save_due', 'train_epoch', 'eval_loss', 'save_run', 'update_best', 'build_cache', 'finish_run', 'fit',
+           'demo', 'train_parser', 'clip_vlm_train']
 
 # %% ../nbs/05_train_lm.ipynb #cb29b416
 def lm_items(vlm, # the model (its tokenizer, prompt and token grid)
@@ -200,14 +202,6 @@ def load_training_state(path) -> tuple:
     history = part('metrics.jsonl', lambda p: [json.loads(l) for l in p.read_text().splitlines() if l.strip()])
     part('training_state.json', lambda p: _set_rng_state(rng, state.pop('rng')))
     return state, opt, history
-
-# %% ../nbs/05_train_lm.ipynb #a909e890
-def resolve_checkpoint(path, # a checkpoint folder written by `clip_vlm_train --save`
-                       last:bool=False, # the last checkpoint even when the folder keeps a best one
-                      ) -> Path:
-    "The model folder to load from a checkpoint folder: its `best/` (lowest validation loss) when there is one, unless `last`."
-    path = Path(path)
-    return path/'best' if not last and (path/'best'/'config.json').is_file() else path
 
 # %% ../nbs/05_train_lm.ipynb #10cd79ea
 def load_model(a:AttrDict, # the run's arguments
@@ -534,22 +528,23 @@ def fit(quiet:bool=False, # print only the epoch lines: no dataset summary, cost
     acc = make_accelerator(a)
     samples, val = load_samples(a=a, main=acc.is_main_process, quiet=quiet)
     if a.dry_run: return None, [dict(kind='summary', **samples.summary)]
-    run = start_run(a, acc, samples, val, quiet=quiet)
-    if a.cache_only:
-        rec = build_cache(run)
-        if run.main and not quiet: print(f"feature cache: {rec['views_computed']} views computed, {rec['hits']} entries already there, in {a.cache_dir}")
-        acc.end_training()
-        return run.vlm.eval(), [rec]
-    for epoch in range(run.pos.epoch, a.epochs):
-        rec = train_epoch(run, epoch, save_run if a.save is not None and a.save_every is not None else None)
-        if run.val is not None and len(run.val): rec['val_loss'] = eval_loss(run, run.val, run.val_items)
-        run.history.append(rec)
-        _log(run, {'train/epoch_loss': rec['loss'], **({'val/loss': rec['val_loss']} if 'val_loss' in rec else {})})
-        if run.main: print(f"{a.mode} epoch {epoch + 1}/{a.epochs}: loss {rec['loss']:.4f}"
-                           + (f", val {rec['val_loss']:.4f}" if 'val_loss' in rec else ''))
-        best = update_best(run)
-        if a.save is not None: save_run(run, best=best)
-    return finish_run(run)
+    with hold_save(a, main=acc.is_main_process):  # one run at a time writes --save
+        run = start_run(a, acc, samples, val, quiet=quiet)
+        if a.cache_only:
+            rec = build_cache(run)
+            if run.main and not quiet: print(f"feature cache: {rec['views_computed']} views computed, {rec['hits']} entries already there, in {a.cache_dir}")
+            acc.end_training()
+            return run.vlm.eval(), [rec]
+        for epoch in range(run.pos.epoch, a.epochs):
+            rec = train_epoch(run, epoch, save_run if a.save is not None and a.save_every is not None else None)
+            if run.val is not None and len(run.val): rec['val_loss'] = eval_loss(run, run.val, run.val_items)
+            run.history.append(rec)
+            _log(run, {'train/epoch_loss': rec['loss'], **({'val/loss': rec['val_loss']} if 'val_loss' in rec else {})})
+            if run.main: print(f"{a.mode} epoch {epoch + 1}/{a.epochs}: loss {rec['loss']:.4f}"
+                               + (f", val {rec['val_loss']:.4f}" if 'val_loss' in rec else ''))
+            best = update_best(run)
+            if a.save is not None: save_run(run, best=best)
+        return finish_run(run)
 
 # %% ../nbs/05_train_lm.ipynb #077cb35b
 def demo(save=None, # folder for the two checkpoints (default `<cache>/demo/checkpoints`)
@@ -566,8 +561,8 @@ def demo(save=None, # folder for the two checkpoints (default `<cache>/demo/chec
                   clip_model=A['models']['clip'], qwen_model=A['models']['qwen2_5_vl'], cache_dir=root/'cache',
                   progress=progress)
     print(f"demo: sample data and tiny models in {root}")
-    _, lm = fit(mode='lm', epochs=6, lr=1e-2, use_lora=True, lora_r=8, lora_alpha=16, save=save/'lm', **common)
-    _, di = fit(mode='distill', epochs=3, lr=3e-3, save=save/'distill', **common)
+    _, lm = fit(mode='lm', epochs=6, lr=1e-2, use_lora=True, lora_r=8, lora_alpha=16, save=save/'lm', overwrite=True, **common)  # the demo's own folders: replaced each time
+    _, di = fit(mode='distill', epochs=3, lr=3e-3, save=save/'distill', overwrite=True, **common)
     for name, h in (('lm', lm), ('distill', di)):
         ep = [r['loss'] for r in h if r['kind'] == 'epoch']
         print(f"demo {name}: loss by epoch " + ' -> '.join(f'{l:.3f}' for l in ep))
