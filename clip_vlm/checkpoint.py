@@ -113,7 +113,7 @@ def check_adapter(af, # the adapter weights file (`adapter_file`)
     if set(saved) != set(loaded) or any(not torch.equal(saved[k].to(loaded[k].device, loaded[k].dtype), loaded[k]) for k in saved):
         raise UserError(f"{af} does not match the LoRA layers of {qwen_model}; the checkpoint is damaged or for another model")
 
-# %% ../nbs/03_checkpoint.ipynb #6322c479
+# %% ../nbs/03_checkpoint.ipynb #5de959ad
 def resolve_checkpoint(path, # a checkpoint folder written by `clip_vlm_train --save`
                        last:bool=False, # the last checkpoint even when the folder keeps a best one
                       ) -> Path:
@@ -121,7 +121,7 @@ def resolve_checkpoint(path, # a checkpoint folder written by `clip_vlm_train --
     path = Path(path)
     return path/'best' if not last and (path/'best'/'config.json').is_file() else path
 
-# %% ../nbs/03_checkpoint.ipynb #b6b4fb30
+# %% ../nbs/03_checkpoint.ipynb #c302bd5b
 def is_checkpoint(path, # a folder
                  ) -> bool:
     "Is `path` a clip_vlm checkpoint folder (a `config.json` carrying clip_vlm's format tag)?"
@@ -129,7 +129,7 @@ def is_checkpoint(path, # a folder
     except (OSError, ValueError): return False
     return isinstance(cfg, dict) and cfg.get('format') == 'clip_vlm'
 
-# %% ../nbs/03_checkpoint.ipynb #f6d12fee
+# %% ../nbs/03_checkpoint.ipynb #4e01d45d
 def check_save_target(path, # the folder `--save` names
                       overwrite:bool=False, # `--overwrite`: another run's checkpoint there may be replaced
                       resume=None, # `--resume`: the checkpoint this run continues (it may be replaced)

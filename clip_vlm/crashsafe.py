@@ -166,21 +166,21 @@ def recover_dir(path, # a folder written with `replace_dir` (a checkpoint, an ex
     for e in olds: shutil.rmtree(e, ignore_errors=True); done.append(f"removed {e.name}")
     return done
 
-# %% ../nbs/00_crashsafe.ipynb #db3dbdf1
+# %% ../nbs/00_crashsafe.ipynb #ae240cc8
 def lock_path(folder, # the folder a run writes
              ) -> Path:
     "Where the lock of `folder` lives: `.NAME.lock` beside it."
     folder = Path(folder).expanduser().absolute()
     return folder.parent/f'.{folder.name}.lock'
 
-# %% ../nbs/00_crashsafe.ipynb #e0d2caa9
+# %% ../nbs/00_crashsafe.ipynb #d0d53d99
 def _holder(lock:Path) -> dict|None:
     "The pid and host a lock file names (None when it is unreadable: a lock being written)."
     try: h = json.loads(lock.read_text())
     except (OSError, ValueError): return None
     return h if isinstance(h, dict) else None
 
-# %% ../nbs/00_crashsafe.ipynb #f6300e91
+# %% ../nbs/00_crashsafe.ipynb #65a186dc
 class FolderLock:
     "A run's hold on a folder it writes: a lock file beside it naming the holder's pid and host."
     def __init__(self, folder, # the folder (it need not exist yet)
@@ -189,7 +189,7 @@ class FolderLock:
     def __enter__(self): return self.acquire()
     def __exit__(self, *exc): self.release()
 
-# %% ../nbs/00_crashsafe.ipynb #f451e42c
+# %% ../nbs/00_crashsafe.ipynb #745c65ab
 @patch
 def _refuse_live(self:FolderLock, h:dict, me:dict):
     "Raise when the holder `h` is another live process (or on another host, where we cannot tell)."
@@ -198,7 +198,7 @@ def _refuse_live(self:FolderLock, h:dict, me:dict):
         raise UserError(f"{self.flag} {self.folder}: another run (pid {h.get('pid')} on {h.get('host')}) is writing it; "
                         f"wait for it to finish, or remove {self.lock} if that run is gone")
 
-# %% ../nbs/00_crashsafe.ipynb #1cecff39
+# %% ../nbs/00_crashsafe.ipynb #a2ecda1d
 @patch
 def acquire(self:FolderLock) -> FolderLock:
     "Take the lock, or raise a one-line `UserError` naming the live run that holds it; a dead holder's lock is taken over."
@@ -218,7 +218,7 @@ def acquire(self:FolderLock) -> FolderLock:
         return self
     raise UserError(f"{self.flag} {self.folder}: could not take its lock {self.lock}; remove it if no run is writing there")
 
-# %% ../nbs/00_crashsafe.ipynb #44da3b95
+# %% ../nbs/00_crashsafe.ipynb #8a5111c0
 @patch
 def release(self:FolderLock):
     "Free the lock, if this process holds it."
@@ -227,7 +227,7 @@ def release(self:FolderLock):
         with contextlib.suppress(FileNotFoundError): os.unlink(self.lock)
     self.held = False
 
-# %% ../nbs/00_crashsafe.ipynb #e2186b7d
+# %% ../nbs/00_crashsafe.ipynb #8d464088
 def _within(a:Path, b:Path) -> bool: return a == b or b in a.parents
 
 def check_apart(replaced:dict, # flag -> folder the run replaces whole (`--save`)

@@ -68,7 +68,7 @@ FIT_RANGES = dict(  # every numeric flag of `fit` and the rule `check_number` ho
 # %% ../nbs/05_plan.ipynb #2e62b80d
 TRACKERS = ('tensorboard', 'wandb', 'mlflow', 'trackio')  # what --report-to accepts (Accelerate's trackers)
 
-# %% ../nbs/05_plan.ipynb #3b702836
+# %% ../nbs/05_plan.ipynb #850366ec
 _OUTPUTS = ('cache_dir', 'logging_dir')  # written in place: must not sit inside --save, which is replaced whole
 _INPUTS = ('resume', 'nusc_root', 'nuinteract_dir', 'overlap_export_dir', 'captions', 'clip_model', 'qwen_model')
 
@@ -107,7 +107,7 @@ def _trackers(report_to) -> list:
     if bad: raise UserError(f"--report-to {' '.join(bad)}: choose from {', '.join(TRACKERS)} or none")
     return [t for t in dict.fromkeys(rt) if t != 'none']
 
-# %% ../nbs/05_plan.ipynb #5d257348
+# %% ../nbs/05_plan.ipynb #67601129
 def _check_splits(a:AttrDict):
     "Refuse a `--val-split` that shares samples with `--split`: `best/` would be picked on training data."
     if a.val_split is None: return
@@ -184,7 +184,7 @@ def fit_args(mode:str='lm', # lm (caption cross-entropy) or distill (match Qwen-
     a.record, a.save = record, a.save if a.save is not None or a.resume is None else a.resume  # --resume alone saves there
     return a
 
-# %% ../nbs/05_plan.ipynb #a860f461
+# %% ../nbs/05_plan.ipynb #07ed6c36
 def hold_save(a:AttrDict, # the run's arguments (`fit_args`)
               main:bool=True, # the process that writes checkpoints
              ):
