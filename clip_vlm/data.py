@@ -14,10 +14,10 @@ from .cli import UserError, check_choice, first_line, given, need
 from .crashsafe import write_atomic
 
 # %% auto #0
-__all__ = ['CAMERAS', 'NUSC_TABLES', 'DROP_REASONS', 'MODES', 'SPLITS', 'LAYOUT', 'check_cameras', 'Sample', 'check_nusc_root',
-           'default_cache_dir', 'nusc_index', 'load_captions', 'check_mode', 'check_max_samples', 'format_summary',
-           'Samples', 'image_problem', 'select_samples', 'check_split', 'scene_split', 'data_args', 'source_flags',
-           'nuscenes_samples', 'show_sample', 'browse']
+__all__ = ['CAMERAS', 'NUSC_TABLES', 'DROP_REASONS', 'MODES', 'CHAT_TOKEN', 'SPLITS', 'LAYOUT', 'check_cameras', 'Sample',
+           'check_nusc_root', 'default_cache_dir', 'nusc_index', 'load_captions', 'check_mode', 'check_max_samples',
+           'format_summary', 'Samples', 'image_problem', 'select_samples', 'check_split', 'scene_split', 'data_args',
+           'source_flags', 'nuscenes_samples', 'show_sample', 'browse']
 
 # %% ../nbs/00_data.ipynb #d79ac7d6
 CAMERAS = ('CAM_FRONT', 'CAM_FRONT_RIGHT', 'CAM_BACK_RIGHT', 'CAM_BACK', 'CAM_BACK_LEFT', 'CAM_FRONT_LEFT')
@@ -258,7 +258,7 @@ def _views(s:Sample, # a candidate sample
     return views, None
 
 # %% ../nbs/00_data.ipynb #03465abe
-_CHAT_TOKEN = re.compile(r'<\|[a-z_]+\|>')  # Qwen's special tokens: <|im_end|>, <|vision_start|>, <|endoftext|>, ...
+CHAT_TOKEN = re.compile(r'<\|[a-z_]+\|>')  # Qwen's special tokens: <|im_end|>, <|vision_start|>, <|endoftext|>, ...
 
 def select_samples(candidates, # `Sample`s whose views hold at least the requested cameras, in source order
                    cameras=None, # cameras to keep, in this order (default all six)
@@ -281,7 +281,7 @@ def select_samples(candidates, # `Sample`s whose views hold at least the request
             summ['stopped_at_max'] = True; break
         cap = s.caption if isinstance(s.caption, str) and s.caption.strip() else None
         if cap is None and mode == 'lm': summ['dropped']['no_caption'] += 1; continue
-        if cap is not None and mode == 'lm' and _CHAT_TOKEN.search(cap):  # it would teach the model to stop mid-caption
+        if cap is not None and mode == 'lm' and CHAT_TOKEN.search(cap):  # it would teach the model to stop mid-caption
             summ['dropped']['special_tokens'] += 1; continue
         views, miss = _views(s, cameras)
         if miss:

@@ -4,12 +4,12 @@
 
 # %% ../nbs/05_plan.ipynb #85b038ca
 from __future__ import annotations
-import json, math, os, re, shutil
+import importlib.util, json, math, os, re, shutil
 from pathlib import Path
 import torch
 from fastcore.basics import AttrDict
 from fastcore.meta import delegates
-from .data import MODES, data_args
+from .data import CHAT_TOKEN, MODES, data_args
 from .sources import DATASETS, build_samples
 from .cli import UserError, check_choice, check_number
 import contextlib
@@ -59,7 +59,7 @@ def parse_every(v, # `--save-every`: '500' (optimizer steps), '20m' (minutes; al
 # %% ../nbs/05_plan.ipynb #906f342f
 FIT_RANGES = dict(  # every numeric flag of `fit` and the rule `check_number` holds it to
     epochs=dict(lo=1, integer=True), batch_size=dict(lo=1, integer=True), grad_accum=dict(lo=1, integer=True),
-    warmup=dict(lo=0, integer=True), workers=dict(lo=0, integer=True), seed=dict(lo=0, integer=True),
+    warmup=dict(lo=0, integer=True), workers=dict(lo=0, integer=True), seed=dict(lo=0, hi=2**32 - 1, integer=True),
     lr=dict(lo=0, lo_open=True), weight_decay=dict(lo=0), max_grad_norm=dict(lo=0), l1_weight=dict(lo=0),
     cos_weight=dict(lo=0), lora_r=dict(lo=1, integer=True), lora_alpha=dict(lo=0, lo_open=True),
     lora_dropout=dict(lo=0, hi=0.99), fusion_layers=dict(lo=0, integer=True), clip_layer=dict(integer=True),
@@ -101,11 +101,15 @@ def _check_resume(a:AttrDict):
 
 # %% ../nbs/05_plan.ipynb #53a5ac4a
 def _trackers(report_to) -> list:
-    "`--report-to` as a list of trackers without repeats ('none' dropped); one line for an unknown one."
+    "`--report-to` as a list of trackers without repeats ('none' dropped); one line for an unknown or uninstalled one."
     rt = [report_to] if isinstance(report_to, str) else list(report_to or [])
     bad = [t for t in rt if t not in TRACKERS + ('none',)]
     if bad: raise UserError(f"--report-to {' '.join(bad)}: choose from {', '.join(TRACKERS)} or none")
-    return [t for t in dict.fromkeys(rt) if t != 'none']
+    ts = [t for t in dict.fromkeys(rt) if t != 'none']
+    for t in ts:  # before any model loads, not when the first metric is logged
+        if importlib.util.find_spec(t) is None:
+            raise UserError(f"--report-to {t}: the {t} package is not installed; pip install 'clip_vlm[{t}]', or drop it")
+    return ts
 
 # %% ../nbs/05_plan.ipynb #67601129
 def _check_splits(a:AttrDict):
@@ -128,6 +132,8 @@ def check_fit_args(a:dict, # `fit`'s arguments by name
     if a.mode == 'distill' and a.use_lora:
         raise UserError("--use-lora trains the LLM, which --mode distill never runs; drop --use-lora or use --mode lm")
     _check_folders(a); _check_resume(a); _check_splits(a)
+    if CHAT_TOKEN.search(str(a.prompt)):
+        raise UserError(f"--prompt: holds the chat token {CHAT_TOKEN.search(str(a.prompt))[0]}, which would end the turn early; remove it")
     a.save_every_steps, a.save_every_s = parse_every(a.save_every)
     if a.save_every is not None and a.save is None and a.resume is None:
         raise UserError(f"--save-every {a.save_every}: nothing to save to; add --save DIR")
