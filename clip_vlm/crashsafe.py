@@ -4,14 +4,14 @@
 
 # %% ../nbs/00_crashsafe.ipynb #ebd141fb
 from __future__ import annotations
-import atexit, contextlib, ctypes, errno, json, os, re, secrets, shutil, socket, tempfile, time
+import atexit, contextlib, ctypes, errno, json, os, re, secrets, shutil, socket, stat, tempfile, time
 from pathlib import Path
 from fastcore.basics import patch
 from .cli import UserError
 
 # %% auto #0
-__all__ = ['follow_umask', 'human_size', 'writing', 'check_writable_dir', 'write_atomic', 'temp_dir_for', 'replace_dir',
-           'pid_alive', 'recover_dir', 'lock_path', 'FolderLock', 'check_apart']
+__all__ = ['follow_umask', 'human_size', 'writing', 'check_writable_dir', 'write_atomic', 'read_regular', 'temp_dir_for',
+           'replace_dir', 'pid_alive', 'recover_dir', 'lock_path', 'FolderLock', 'check_apart']
 
 # %% ../nbs/00_crashsafe.ipynb #c52d5b3f
 def _read_umask() -> int:
@@ -89,6 +89,22 @@ def write_atomic(path, # file to write
             with contextlib.suppress(OSError): os.unlink(tmp)
             raise
     return path
+
+# %% ../nbs/00_crashsafe.ipynb #175700d3
+def read_regular(path, # the file to read
+                 what:str, # who names it, for messages: a flag ('--captions') or a description
+                 max_bytes:int=2**30, # refuse anything larger
+                ) -> bytes:
+    "The bytes of a regular file; a one-line `UserError` for a missing file, a folder, FIFO or device, or one over `max_bytes`."
+    p = Path(path).expanduser()
+    try: st = p.stat()  # stat never blocks, even on a FIFO
+    except OSError as e: raise UserError(f"{what}: cannot read {p}: {e.strerror or e}") from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = 'a folder' if stat.S_ISDIR(st.st_mode) else 'a FIFO' if stat.S_ISFIFO(st.st_mode) else 'a device or socket'
+        raise UserError(f"{what}: {p} is {kind}, not a regular file; give a file")
+    with open(p, 'rb') as f: data = f.read(max_bytes + 1)  # a file that grows while we read stops here too
+    if len(data) > max_bytes: raise UserError(f"{what}: {p} is larger than {human_size(max_bytes)}; that is not a file this reads")
+    return data
 
 # %% ../nbs/00_crashsafe.ipynb #55a4176c
 def temp_dir_for(path, # the folder that will be written

@@ -11,7 +11,7 @@ from pathlib import Path
 from fastcore.basics import AttrDict
 from fastcore.meta import delegates
 from .cli import UserError, check_choice, first_line, given, need
-from .crashsafe import write_atomic
+from .crashsafe import read_regular, write_atomic
 
 # %% auto #0
 __all__ = ['CAMERAS', 'NUSC_TABLES', 'DROP_REASONS', 'MODES', 'CHAT_TOKEN', 'SPLITS', 'LAYOUT', 'check_cameras', 'Sample',
@@ -73,7 +73,9 @@ def check_nusc_root(nusc_root, # the nuScenes folder (`--nusc-root`)
 # %% ../nbs/00_data.ipynb #c38d200b
 def default_cache_dir() -> Path:
     "The cache folder: `$CLIP_VLM_CACHE`, or `~/.cache/clip_vlm`."
-    return Path(os.environ.get('CLIP_VLM_CACHE') or Path.home()/'.cache'/'clip_vlm').expanduser()
+    d = Path(os.environ.get('CLIP_VLM_CACHE') or Path.home()/'.cache'/'clip_vlm').expanduser()
+    if d.exists() and not d.is_dir(): raise UserError(f"CLIP_VLM_CACHE: {d} is a file, not a folder; point it at a folder")
+    return d
 
 # %% ../nbs/00_data.ipynb #7ef570a4
 _INDEX_FORMAT = 1
@@ -158,10 +160,15 @@ def load_captions(path, # JSON file mapping sample_token -> caption text (`--cap
                  ) -> dict:
     "Read a captions JSON file, checking that it is an object of strings."
     p = Path(path).expanduser()
-    try: raw = p.read_bytes()
-    except OSError as e: raise UserError(f"--captions: cannot read {p}: {e.strerror or e}") from None
-    try: data = json.loads(raw)
+    raw, dups = read_regular(p, '--captions'), Counter()
+    def pairs(kv):
+        keys = Counter(k for k, _ in kv); dups.update({k: n - 1 for k, n in keys.items() if n > 1})
+        return dict(kv)
+    try: data = json.loads(raw, object_pairs_hook=pairs)
     except ValueError as e: raise UserError(f"--captions: {p} is not valid JSON ({str(e).splitlines()[0]})") from None
+    except RecursionError: raise UserError(f"--captions: {p} is nested too deeply to be a captions file") from None
+    if dups: print(f"warning: --captions {p}: {len(dups)} sample token(s) appear more than once (first {next(iter(dups))!r}); "
+                   "the last text of each is used", file=sys.stderr)
     if not isinstance(data, dict):
         raise UserError(f"--captions: {p} must hold a JSON object mapping sample_token -> text, not a {type(data).__name__}")
     for k, v in data.items():

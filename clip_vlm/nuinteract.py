@@ -10,6 +10,7 @@ from fastcore.meta import delegates
 from tqdm import tqdm
 from .data import (CAMERAS, Sample, Samples, check_cameras, check_mode, check_max_samples, check_nusc_root, data_args, nusc_index, scene_split, select_samples, source_flags)
 from .cli import UserError, check_choice, given, need
+from .crashsafe import read_regular
 
 # %% auto #0
 __all__ = ['CAPTION_SOURCES', 'STRATEGIES', 'check_caption_source', 'check_strategy', 'read_nuinteract', 'row_captions',
@@ -38,12 +39,13 @@ def _read_rows(p:Path, # one `<token>.json` file
               ) -> tuple:
     "The file's rows and None, or None and why the file is bad."
     try:
-        with open(p, 'rb') as f: data = json.load(f)
+        data = json.loads(read_regular(p, 'NuInteract file'))
         ok = isinstance(data, list) and all(isinstance(r, dict) for r in data)
         return (data, None) if ok else (None, 'is not a JSON list of row objects')
     except OSError as e: return None, f'cannot be read ({e.strerror or e})'
     except ValueError as e: return None, f'is not valid JSON ({str(e).splitlines()[0]})'
     except RecursionError: return None, 'is nested too deeply'
+    except UserError as e: return None, str(e).split(': ', 2)[-1]  # a FIFO, a device, a huge file
 
 # %% ../nbs/01_nuinteract.ipynb #16db1c59
 def read_nuinteract(nuinteract_dir, # NuInteract's `all_caption_public/` folder (`--nuinteract-dir`)
