@@ -90,7 +90,7 @@ def write_atomic(path, # file to write
             raise
     return path
 
-# %% ../nbs/00_crashsafe.ipynb #175700d3
+# %% ../nbs/00_crashsafe.ipynb #00153d4f
 def read_regular(path, # the file to read
                  what:str, # who names it, for messages: a flag ('--captions') or a description
                  max_bytes:int=2**30, # refuse anything larger

@@ -12,8 +12,8 @@ from PIL import Image
 from .cli import UserError
 
 # %% auto #0
-__all__ = ['IMAGE_SIZE', 'CLIP_MODEL', 'QWEN_MODEL', 'QWEN_TYPES', 'REAL_CONFIGS', 'token_grid', 'Geometry', 'check_geometry',
-           'real_config', 'load_view', 'load_views', 'clip_pixels', 'qwen_pixels', 'resolve_device']
+__all__ = ['IMAGE_SIZE', 'CLIP_MODEL', 'QWEN_MODEL', 'QWEN_TYPES', 'REAL_CONFIGS', 'MAX_VIEW_PIXELS', 'token_grid', 'Geometry',
+           'check_geometry', 'real_config', 'load_view', 'load_views', 'clip_pixels', 'qwen_pixels', 'resolve_device']
 
 # %% ../nbs/03_image.ipynb #a5c6c957
 IMAGE_SIZE = (224, 392)  # (height, width) of a view: nuScenes' aspect, 112 tokens
@@ -106,6 +106,9 @@ def real_config(name:str): # a key of `REAL_CONFIGS`
     if name.startswith('clip'): return CLIPVisionConfig(**d)
     return dict(qwen2_vl=Qwen2VLConfig, qwen2_5_vl=Qwen2_5_VLConfig)[d.pop('model_type')](**d)
 
+# %% ../nbs/03_image.ipynb #3c1f9a2e
+MAX_VIEW_PIXELS = 100_000_000  # a camera frame is 1.44 MP; a header claiming more is a damaged file or a decompression bomb
+
 # %% ../nbs/03_image.ipynb #2dd62a4c
 def load_view(path, # image file (JPEG for the fast path; any format PIL reads)
               size=IMAGE_SIZE, # (height, width) of the view
@@ -116,6 +119,9 @@ def load_view(path, # image file (JPEG for the fast path; any format PIL reads)
     try:
         with Image.open(path) as im:
             W0, H0 = im.size
+            if W0*H0 > MAX_VIEW_PIXELS:
+                raise UserError(f"cannot read image {path}: its header says {W0}x{H0} pixels, more than a camera frame "
+                                f"({MAX_VIEW_PIXELS:,}); replace the file, or remove its sample from the data")
             s = max(H/H0, W/W0)  # scale at which the target crop just fits
             if draft and im.format == 'JPEG' and s < 1: im.draft('RGB', (math.ceil(W0*s), math.ceil(H0*s)))
             im = im.convert('RGB')
@@ -124,7 +130,11 @@ def load_view(path, # image file (JPEG for the fast path; any format PIL reads)
             cw, ch = (H1*a, H1) if W1/H1 > a else (W1, W1/a)
             box = ((W1-cw)/2, (H1-ch)/2, (W1+cw)/2, (H1+ch)/2)
             return np.asarray(im.resize((W, H), Image.Resampling.BICUBIC, box=box))
-    except (OSError, SyntaxError, ValueError) as e:
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        if isinstance(e, UserError): raise
+        if isinstance(e, Image.DecompressionBombError):  # PIL's guard, where it is on, speaks first
+            raise UserError(f"cannot read image {path}: its header claims more pixels than a camera frame "
+                            f"({MAX_VIEW_PIXELS:,}); replace the file, or remove its sample from the data") from None
         raise UserError(f"cannot read image {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}; "
                         "replace the file, or remove its sample from the data") from None
 
