@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from fastcore.basics import AttrDict
 from fastcore.meta import delegates
-from .data import CHAT_TOKEN, MODES, data_args
+from .data import CHAT_TOKEN, MODES, SPLITS, data_args
 from .sources import DATASETS, build_samples
 from .cli import UserError, check_choice, check_number
 import contextlib
@@ -115,7 +115,7 @@ def _trackers(report_to) -> list:
 def _check_splits(a:AttrDict):
     "Refuse a `--val-split` that shares samples with `--split`: `best/` would be picked on training data."
     if a.val_split is None: return
-    check_choice('--val-split', a.val_split, ('train', 'val', 'all'), 'split')
+    check_choice('--val-split', a.val_split, SPLITS, 'split')
     if a.val_split == a.split or 'all' in (a.split, a.val_split):
         raise UserError(f"--val-split {a.val_split} overlaps --split {a.split}: the validation loss (and best/) would be "
                         "measured on training samples; use --split train --val-split val")
