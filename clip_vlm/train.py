@@ -503,6 +503,12 @@ def build_cache(run:Run, # the run, from `start_run` (with `--cache-dir`)
     c = run.feats.cache
     return dict(kind='cache', views_computed=run.feats.computed - n0, entries_written=c.written, hits=c.hits, damaged=c.damaged)
 
+# %% ../nbs/05_train_lm.ipynb #401f1fce
+def _release(run:Run):
+    "Drop the prepared (DDP-wrapped) model, optimizer and loader while the process group lives: freed after `end_training`, a wrapper can leave gloo waiting forever."
+    run.model = run.opt = run.loader = None
+    run.acc.free_memory()
+
 # %% ../nbs/05_train_lm.ipynb #1428ad16
 def finish_run(run:Run, # the run
               ) -> tuple:
@@ -516,6 +522,7 @@ def finish_run(run:Run, # the run
               + (f"; best validation loss {run.best['val_loss']:.4f} at epoch {run.best['epoch']} (in best/)" if run.best and a.save else ''))
     if a.trackers and run.history: log_figure(run, plot_history(run.history))
     vlm = acc.unwrap_model(run.model)
+    _release(run)
     acc.end_training()
     return vlm.eval(), run.history
 
@@ -533,7 +540,7 @@ def fit(quiet:bool=False, # print only the epoch lines: no dataset summary, cost
         if a.cache_only:
             rec = build_cache(run)
             if run.main and not quiet: print(f"feature cache: {rec['views_computed']} views computed, {rec['hits']} entries already there, in {a.cache_dir}")
-            acc.end_training()
+            _release(run); acc.end_training()
             return run.vlm.eval(), [rec]
         for epoch in range(run.pos.epoch, a.epochs):
             rec = train_epoch(run, epoch, save_run if a.save is not None and a.save_every is not None else None)
