@@ -16,7 +16,8 @@ from .cli import first_line
 
 # %% auto #0
 __all__ = ['SLOW_FS', 'content_key', 'model_fingerprint', 'store_dtype', 'FeatureCache', 'slow_disk', 'entry_shapes',
-           'FrozenFeatures', 'entry_bytes', 'cache_estimate', 'distill_loss', 'distill_batch_loss']
+           'FrozenFeatures', 'processor_settings', 'entry_bytes', 'cache_estimate', 'distill_loss',
+           'distill_batch_loss']
 
 # %% ../nbs/04_train_distill.ipynb #6c30d5e5
 def content_key(path, # an image file
@@ -28,13 +29,20 @@ def content_key(path, # an image file
     return h.hexdigest()
 
 # %% ../nbs/04_train_distill.ipynb #0c0a1405
+_WHERE = ('_name_or_path', '_commit_hash', 'transformers_version')  # where a model was loaded from, not what it computes
+
+def _what(d):
+    "A configuration dict without the keys that say where it came from (at any depth)."
+    if isinstance(d, dict): return {k: _what(v) for k, v in d.items() if k not in _WHERE}
+    return [_what(v) for v in d] if isinstance(d, (list, tuple)) else d
+
 @torch.no_grad()
 def model_fingerprint(model:torch.nn.Module, # a frozen model whose outputs are cached
                      ) -> str:
-    "A hash of a model's configuration and of every byte of every weight and buffer, for cache keys."
+    "A hash of a model's configuration (not where it was loaded from) and of every byte of every weight and buffer, for cache keys."
     h = hashlib.blake2b(digest_size=16)
     cfg = getattr(model, 'config', None)
-    if cfg is not None: h.update(json.dumps(cfg.to_dict(), sort_keys=True, default=str).encode())
+    if cfg is not None: h.update(json.dumps(_what(cfg.to_dict()), sort_keys=True, default=str).encode())
     for k, t in model.state_dict().items():
         h.update(k.encode())
         if not isinstance(t, torch.Tensor): h.update(repr(t).encode()); continue
@@ -249,13 +257,19 @@ class FrozenFeatures:
         self.computed = 0  # views that went through a frozen tower
 
 # %% ../nbs/04_train_distill.ipynb #669d7aba
+def processor_settings(proc, # an image processor (CLIP's or Qwen-VL's)
+                      ) -> dict:
+    "Everything in an image processor's settings that changes the pixels a tower sees (mean, std, sizes, resizing), without where it was loaded from."
+    return _what(json.loads(json.dumps(proc.to_dict(), sort_keys=True, default=str))) if proc is not None else {}
+
 @patch
 def _settings(self:FrozenFeatures, kind:str, # 'clip' or 'teacher'
               tower:torch.nn.Module, # the frozen tower that computes `kind` tokens
              ) -> dict:
-    "Cache settings of `kind` tokens: the tower's fingerprint, the view size, the storage dtype (and CLIP's layer)."
-    return dict(model=model_fingerprint(tower), size=list(self.vlm.image_size), dtype=str(self.dtype[kind]),
-                **(dict(layer=self.vlm.clip_layer) if kind == 'clip' else {}))
+    "Cache settings of `kind` tokens: the tower's fingerprint, its image processor's settings, the view size, the storage dtype (and CLIP's layer)."
+    proc = getattr(self.vlm, 'clip_processor' if kind == 'clip' else 'qwen_processor', None)
+    return dict(model=model_fingerprint(tower), processor=processor_settings(proc), size=list(self.vlm.image_size),
+                dtype=str(self.dtype[kind]), **(dict(layer=self.vlm.clip_layer) if kind == 'clip' else {}))
 
 # %% ../nbs/04_train_distill.ipynb #09a63be9
 @patch

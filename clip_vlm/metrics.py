@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_metrics.ipynb #d26b9496
 from __future__ import annotations
-import io, json, re, subprocess
+import io, json, re, subprocess, unicodedata
 from pathlib import Path
 from .cli import UserError
 from .crashsafe import write_atomic
@@ -32,20 +32,19 @@ def caption_scores(captions:list, # generated captions
 
 # %% ../nbs/06_metrics.ipynb #096d3737
 PTB_PUNCTUATION = ("''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-", ".", "?", "!", ",", ":", "-", "--", "...", ";")
-_BREAKS = re.compile('[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]')
-_CONTROL = re.compile('[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f]')
 _CLITIC = re.compile(r"^(.+?)(n't|'s|'re|'ve|'ll|'d|'m)$")
 _BRACKETS = {'(': '-lrb-', ')': '-rrb-', '[': '-lsb-', ']': '-rsb-', '{': '-lcb-', '}': '-rcb-'}
 
 # %% ../nbs/06_metrics.ipynb #001d9a88
 def _clean(t:str) -> str:
-    "One line of printable text: line breaks and tabs become spaces, control characters go."
-    return _CONTROL.sub('', _BREAKS.sub(' ', str(t).replace('\t', ' ')))
+    "One line of text: line breaks, tabs, control, format and private-use characters become spaces (the PTB tokenizer splits at them)."
+    return ''.join(' ' if unicodedata.category(c)[0] in 'CZ' else c for c in str(t))
 
 # %% ../nbs/06_metrics.ipynb #a9ae7a34
 def _ptb_python(t:str) -> str:
     "Pure-Python stand-in for the PTB tokenizer with coco-caption's options and punctuation removal."
-    t = _clean(t).lower().replace('"', ' ')
+    t = ''.join(f' {c} ' if unicodedata.category(c) in ('So', 'Sm') else c for c in _clean(t).lower().replace('"', ' ')
+                if ord(c) <= 0xFFFF or c == ' ')  # Java splits symbols off and drops characters beyond 16 bits (emoji)
     for k, v in _BRACKETS.items(): t = t.replace(k, f' {v} ')
     out = []
     for w in t.split():
