@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib, hashlib, inspect, io, json, os, re, stat, sys, textwrap
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from fastcore.basics import AttrDict
 from fastcore.meta import delegates
 from .cli import UserError, check_choice, first_line, given, need
@@ -15,24 +15,28 @@ from .crashsafe import read_regular, write_atomic
 
 # %% auto #0
 __all__ = ['CAMERAS', 'NUSC_TABLES', 'DROP_REASONS', 'MODES', 'CHAT_TOKEN', 'SPLITS', 'LAYOUT', 'check_cameras', 'Sample',
-           'check_nusc_root', 'default_cache_dir', 'nusc_index', 'load_captions', 'check_mode', 'check_max_samples',
-           'format_summary', 'Samples', 'image_problem', 'select_samples', 'check_split', 'scene_split', 'data_args',
-           'source_flags', 'nuscenes_samples', 'show_sample', 'browse']
+           'check_nusc_root', 'default_cache_dir', 'nusc_index', 'nusc_views', 'load_captions', 'check_mode',
+           'check_max_samples', 'format_summary', 'Samples', 'image_problem', 'select_samples', 'check_split',
+           'scene_split', 'data_args', 'source_flags', 'nuscenes_samples', 'show_sample', 'browse']
 
 # %% ../nbs/00_data.ipynb #d79ac7d6
 CAMERAS = ('CAM_FRONT', 'CAM_FRONT_RIGHT', 'CAM_BACK_RIGHT', 'CAM_BACK', 'CAM_BACK_LEFT', 'CAM_FRONT_LEFT')
 
 # %% ../nbs/00_data.ipynb #14063429
-def check_cameras(cameras=None, # camera names, a space or comma separated string, or None for all six
+def check_cameras(cameras=None, # camera names: a list, or one string of names separated by spaces or commas; None for all six
                  ) -> tuple:
     "Validate camera names and return them as a tuple in the given order (all six when `cameras` is empty)."
-    if cameras is None or len(cameras)==0: return CAMERAS
-    if isinstance(cameras, str): cameras = cameras.replace(',', ' ').split()
-    cams = tuple(str(c).strip() for c in cameras)
+    if cameras is None: return CAMERAS
+    if isinstance(cameras, str): cameras = [cameras]  # one string is one name (or a list in one string), never its letters
+    try: cams = tuple(n for c in cameras for n in str(c).replace(',', ' ').split())
+    except TypeError: raise UserError(f"--cameras: {cameras!r} is not a list of camera names; valid names are {' '.join(CAMERAS)}") from None
+    if not cams: return CAMERAS
     bad = [c for c in cams if c not in CAMERAS]
     if bad: raise UserError(f"--cameras: unknown camera {', '.join(bad)}; valid names are {' '.join(CAMERAS)}")
-    if len(set(cams)) != len(cams): raise UserError(f"--cameras: a camera is listed twice in {' '.join(cams)}")
+    dup = next((c for k, c in enumerate(cams) if c in cams[:k]), None)
+    if dup: raise UserError(f"--cameras: {dup} is listed twice in {' '.join(cams)}; list each camera once")
     return cams
+
 
 # %% ../nbs/00_data.ipynb #667e4419
 @dataclass
@@ -78,7 +82,7 @@ def default_cache_dir() -> Path:
     return d
 
 # %% ../nbs/00_data.ipynb #7ef570a4
-_INDEX_FORMAT = 1
+_INDEX_FORMAT = 2  # 2: tables checked by `_load_tables`, rows carry their sample_data tokens
 
 @contextlib.contextmanager
 def _locked(path:Path):
@@ -101,27 +105,113 @@ def _index_key(root:Path, version:str) -> dict:
     return {'format': _INDEX_FORMAT, 'root': str(root.resolve()), 'version': version,
             'files': [[f.name, st.st_size, st.st_mtime_ns] for f in files for st in (f.stat(),)]}
 
-# %% ../nbs/00_data.ipynb #7ef570a4
-def _build_index(root:Path, version:str) -> list:
-    "Resolve every key frame's camera images with the nuScenes devkit (slow: loads all tables)."
-    try: from nuscenes.nuscenes import NuScenes
-    except ImportError as e:
-        raise UserError(f"--nusc-root: reading nuScenes needs nuscenes-devkit ({e}); pip install 'clip_vlm[nuscenes]'")
-    try:
-        with contextlib.redirect_stdout(io.StringIO()): nusc = NuScenes(version=version, dataroot=str(root), verbose=False)
-    except Exception as e:
-        first = first_line(e)
-        raise UserError(f"--nusc-root: the nuScenes devkit could not load {root/version}: {first}") from e
-    out = []
-    for scene in nusc.scene:
-        tok = scene['first_sample_token']
-        while tok:
-            s = nusc.get('sample', tok)
-            images = {c: nusc.get('sample_data', s['data'][c])['filename'] for c in CAMERAS if c in s['data']}
-            out.append({'token': s['token'], 'scene': scene['token'], 'scene_name': scene['name'],
-                        'timestamp': s['timestamp'], 'images': images})
-            tok = s['next']
+# %% ../nbs/00_data.ipynb #6ddf4c7d
+_REDO = "the metadata is damaged; re-extract the version's metadata archive"
+_FIELDS = dict(  # what rows hold beyond `token`: a type, or the table a token points into ('?': or '')
+    category={'name': str}, instance={'category_token': 'category'}, sensor={'channel': str, 'modality': str},
+    calibrated_sensor={'sensor_token': 'sensor'}, map={'filename': str, 'log_tokens': list},
+    scene={'name': str, 'first_sample_token': 'sample'}, sample={'timestamp': int, 'next': 'sample?'},
+    sample_data={'sample_token': 'sample', 'calibrated_sensor_token': 'calibrated_sensor', 'is_key_frame': bool,
+                 'filename': str},
+    sample_annotation={'sample_token': 'sample', 'instance_token': 'instance'})
+
+
+# %% ../nbs/00_data.ipynb #e05e6131
+def _load_table(tdir:Path, # the version's folder
+                name:str, # the table, e.g. 'sample'
+               ) -> dict:
+    "Table `name` as {token: row}; one line naming the file for bad JSON, a non-list, a row without a token or a token used twice."
+    p = tdir/f'{name}.json'
+    try: rows = json.loads(read_regular(p, f'--version {tdir.name}', max_bytes=2**34))
+    except (ValueError, RecursionError) as e: raise UserError(f"{p}: not valid JSON ({first_line(e)}); {_REDO}") from None
+    if not isinstance(rows, list): raise UserError(f"{p}: holds a {type(rows).__name__}, not a list of rows; {_REDO}")
+    by = {}
+    for k, r in enumerate(rows):
+        tok = r.get('token') if isinstance(r, dict) else None
+        if not isinstance(tok, str) or not tok:
+            raise UserError(f"{p}: row {k} " + ("has no token" if isinstance(r, dict) else "is not an object") + f"; {_REDO}")
+        if tok in by: raise UserError(f"{p}: token {tok} is used by two rows (the second is row {k}); {_REDO}")
+        by[tok] = r
+    return by
+
+
+# %% ../nbs/00_data.ipynb #1606e9a5
+def _check_field(p:Path, tok:str, r:dict, f:str, want, tables:dict):
+    "Row `tok` of table file `p` has field `f` of type `want`, or naming a row of table `want` (a str); one line if not."
+    if f not in r: raise UserError(f"{p}: row {tok} has no field {f!r}; {_REDO}")
+    v = r[f]
+    if isinstance(want, str):
+        t = want.rstrip('?')
+        if not (isinstance(v, str) and (v in tables[t] or v == '' and want.endswith('?'))):
+            raise UserError(f"{p}: row {tok} field {f!r}: {v!r} is not a token of {t}.json; {_REDO}")
+    elif not isinstance(v, want) or (want is int and isinstance(v, bool)):
+        raise UserError(f"{p}: row {tok} field {f!r} is a {type(v).__name__}, not a {want.__name__}; {_REDO}")
+
+
+# %% ../nbs/00_data.ipynb #e78a9336
+def _inside_root(p:Path, # sample_data.json, for messages
+                 tok:str, # the row's token
+                 fn:str, # its `filename`
+                 root:Path, # the nuScenes root
+                ):
+    "Refuse a `filename` that is absolute or climbs out of the root (`..`): such a file is never read."
+    parts = PurePosixPath(fn).parts
+    if not fn or PurePosixPath(fn).is_absolute() or Path(fn).is_absolute() or '..' in parts or '\\' in fn or '\0' in fn:
+        raise UserError(f"{p}: row {tok} field 'filename' {fn!r} leads outside the dataset root {root}; "
+                        "filenames must be relative paths inside it (samples/..., sweeps/...); is the metadata damaged?")
+
+
+# %% ../nbs/00_data.ipynb #3b32e09f
+def _load_tables(root:Path, version:str) -> dict:
+    "Every table of `version` as {token: row}, checked as the devkit and the index need them (one line naming file, row, field)."
+    tdir = root/version
+    tables = {t: _load_table(tdir, t) for t in NUSC_TABLES}
+    for t, fields in _FIELDS.items():
+        for tok, r in tables[t].items():
+            for f, want in fields.items(): _check_field(tdir/f'{t}.json', tok, r, f, want, tables)
+    in_map = set()
+    for tok, m in tables['map'].items():
+        for lt in m['log_tokens']:
+            if lt not in tables['log']: raise UserError(f"{tdir/'map.json'}: row {tok} field 'log_tokens': {lt!r} is not a token of log.json; {_REDO}")
+            in_map.add(lt)
+    lost = next((t for t in tables['log'] if t not in in_map), None)
+    if lost: raise UserError(f"{tdir/'log.json'}: row {lost} is in no map's 'log_tokens' (map.json); {_REDO}")
+    for tok, r in tables['sample_data'].items(): _inside_root(tdir/'sample_data.json', tok, r['filename'], root)
+    return tables
+
+
+# %% ../nbs/00_data.ipynb #da109d67
+def _scene_samples(p:Path, # sample.json, for messages
+                   scene:dict, # a scene row
+                   samples:dict, # the sample table
+                   seen:dict, # sample token -> scene name, over the scenes walked so far
+                  ) -> list:
+    "The samples of `scene` by its `next` links; one line for a link that loops or reaches another scene's sample."
+    out, tok = [], scene['first_sample_token']
+    while tok:
+        if tok in seen:
+            how = f"leads back to sample {tok} (a loop)" if seen[tok] == scene['name'] else f"reaches sample {tok} of {seen[tok]}"
+            raise UserError(f"{p}: row {out[-1]['token'] if out else tok} field 'next' {how} while walking {scene['name']}; {_REDO}")
+        seen[tok] = scene['name']; out.append(samples[tok]); tok = samples[tok]['next']
     return out
+
+
+# %% ../nbs/00_data.ipynb #3d138c64
+def _build_index(root:Path, version:str) -> list:
+    "Every key frame's camera images and sample_data tokens, from the checked tables (slow on trainval: reads all of them)."
+    tables = _load_tables(root, version)
+    chan = {t: tables['sensor'][cs['sensor_token']]['channel'] for t, cs in tables['calibrated_sensor'].items()}
+    data = {}
+    for r in tables['sample_data'].values():  # as the devkit's `sample['data']`: the last key frame of a channel wins
+        if r['is_key_frame']: data.setdefault(r['sample_token'], {})[chan[r['calibrated_sensor_token']]] = r
+    out, seen, sp = [], {}, root/version/'sample.json'
+    for scene in tables['scene'].values():
+        for s in _scene_samples(sp, scene, tables['sample'], seen):
+            sd = {c: data[s['token']][c] for c in CAMERAS if c in data.get(s['token'], {})}
+            out.append({'token': s['token'], 'scene': scene['token'], 'scene_name': scene['name'], 'timestamp': s['timestamp'],
+                        'images': {c: r['filename'] for c, r in sd.items()}, 'sample_data': {c: r['token'] for c, r in sd.items()}})
+    return out
+
 
 # %% ../nbs/00_data.ipynb #1f02d31c
 def _read_index(cache:Path, # the index's cache file
@@ -154,6 +244,28 @@ def nusc_index(nusc_root, # the nuScenes folder (`--nusc-root`)
                 except OSError as e: print(f"warning: could not write the index cache {cache}: {e}", file=sys.stderr)
     for r in rows: r['images'] = {c: root/p for c, p in r['images'].items()}
     return rows
+
+# %% ../nbs/00_data.ipynb #6f81b3a2
+def nusc_views(root:Path, # the nuScenes root (`check_nusc_root`)
+               version:str, # the metadata folder, for messages
+              ):
+    "A function (index row, cameras) -> {camera: path or None} that refuses a view whose file leads outside `root` by a link."
+    real, table = {}, root/version/'sample_data.json'
+    def resolved(d:Path) -> Path:
+        if d not in real: real[d] = d.resolve()
+        return real[d]
+    def views(r:dict, cameras) -> dict:
+        out = {c: r['images'].get(c) for c in cameras}
+        for c, p in out.items():
+            if p is None: continue
+            top, rel = root/p.relative_to(root).parts[0], p.relative_to(root)
+            at = p.resolve() if os.path.islink(p) else resolved(p.parent)/p.name
+            if not any(at.is_relative_to(resolved(b)) for b in (root, top)):
+                raise UserError(f"{table}: row {r.get('sample_data', {}).get(c, '?')} (sample {r['token']} {c}) field 'filename' "
+                                f"{rel.as_posix()!r} leads outside the dataset root {root} by a symbolic link, to {at}; refusing to read it")
+        return out
+    return views
+
 
 # %% ../nbs/00_data.ipynb #3ff5a230
 def load_captions(path, # JSON file mapping sample_token -> caption text (`--captions`)
@@ -377,7 +489,8 @@ def nuscenes_samples(mode:str='lm', # 'lm' needs captions, 'distill' does not
                    captions=None if not given(captions) or isinstance(captions, dict) else str(captions),
                    in_version=len(index), in_split=len(rows),
                    dropped={'not_in_version': sum(t not in tokens for t in caps), 'outside_split': len(index) - len(rows)})
-    cands = (Sample(r['token'], r['scene'], {c: r['images'].get(c) for c in cameras}, caps.get(r['token'])) for r in rows)
+    views = nusc_views(root, version)
+    cands = (Sample(r['token'], r['scene'], views(r, cameras), caps.get(r['token'])) for r in rows)
     return select_samples(cands, cameras, a.require_files, max_samples, mode, summary, caption_source='captions_json')
 
 # %% ../nbs/00_data.ipynb #e848d0bc

@@ -8,7 +8,7 @@ import json, os, sys
 from pathlib import Path
 from fastcore.meta import delegates
 from tqdm import tqdm
-from .data import (CAMERAS, Sample, Samples, check_cameras, check_mode, check_max_samples, check_nusc_root, data_args, nusc_index, scene_split, select_samples, source_flags)
+from .data import (CAMERAS, Sample, Samples, check_cameras, check_mode, check_max_samples, check_nusc_root, data_args, nusc_index, nusc_views, scene_split, select_samples, source_flags)
 from .cli import UserError, check_choice, given, need
 from .crashsafe import read_regular
 
@@ -157,7 +157,8 @@ def nuinteract_samples(mode:str='lm', # 'lm' needs captions, 'distill' does not
                    no_nuinteract_file=sum(r['token'] not in rows and r['token'] not in bad_toks for r in in_split),
                    dropped={'not_in_version': sum(t not in tokens for t in rows), 'bad_file': len(bad),
                             'outside_split': len(index) - len(in_split)})
-    cands = (Sample(r['token'], r['scene'], {c: r['images'].get(c) for c in cameras}, caps[r['token']][0])
+    views = nusc_views(root, version)
+    cands = (Sample(r['token'], r['scene'], views(r, cameras), caps[r['token']][0])
              for r in in_split if not (mode == 'lm' and r['token'] in bad_toks))
     return select_samples(cands, cameras, a.require_files, max_samples, mode, summary,
                           caption_source={t: u for t, (_, u) in caps.items() if u})
