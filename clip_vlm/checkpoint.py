@@ -74,8 +74,11 @@ def read_checkpoint_config(path) -> dict:
     try: cfg = json.loads(f.read_text())
     except ValueError as e: raise UserError(f"{f}: malformed JSON ({first_line(e)})") from None
     if not isinstance(cfg, dict) or cfg.get('format') != 'clip_vlm': raise UserError(f"{f}: not a clip_vlm checkpoint config")
-    if not isinstance(cfg.get('format_version'), int) or cfg['format_version'] > FORMAT_VERSION:
-        raise UserError(f"{f}: format version {cfg.get('format_version')} is newer than this clip_vlm understands ({FORMAT_VERSION}); upgrade clip_vlm")
+    v = cfg.get('format_version')
+    if type(v) is not int or v < 1:
+        raise UserError(f"{f}: format_version {v!r} is not a version number (this clip_vlm reads versions 1 to {FORMAT_VERSION}); the file is damaged: train the checkpoint again")
+    if v > FORMAT_VERSION:
+        raise UserError(f"{f}: format version {v} is newer than this clip_vlm reads (versions 1 to {FORMAT_VERSION}); upgrade clip_vlm")
     missing = [k for k in CONFIG_KEYS if k not in cfg]
     if missing: raise UserError(f"{f}: missing {', '.join(missing)}")
     return cfg

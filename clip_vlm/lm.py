@@ -49,7 +49,7 @@ def build_lm_inputs(tokenizer, # Qwen-VL tokenizer (with its chat template)
                     merge:int=2, # Qwen's spatial merge size
                    ) -> dict:
     "1-D `input_ids, labels, attention_mask, mm_token_type_ids` and `image_grid_thw (V, 3)` for one sample."
-    cams = check_cameras(list(cameras))
+    cams = check_cameras(cameras)
     _check_text(prompt, caption)
     n = grid[0]*grid[1]
     ids = tokenizer(_render(tokenizer, cams, prompt).replace(IMAGE_PAD, IMAGE_PAD*n), add_special_tokens=False)['input_ids']

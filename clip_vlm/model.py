@@ -265,7 +265,7 @@ def camera_ids(self:Connector, cameras, B:int, V:int, device=None) -> tuple:
     if torch.is_tensor(cameras):
         ids = cameras.to(device).long()
         return ids.expand(B, V) if ids.dim() == 1 else ids, torch.ones(B, V, dtype=torch.bool, device=device)
-    cameras = list(cameras)
+    cameras = [cameras] if isinstance(cameras, str) else list(cameras)  # one name, never its letters
     if not cameras: raise ValueError("Connector: no cameras given")
     per_sample = not isinstance(cameras[0], str)
     rows = [check_cameras(list(c)) for c in cameras] if per_sample else [check_cameras(cameras)]*B
@@ -310,7 +310,7 @@ class CLIPQwenVLM(nn.Module):
         super().__init__()
         self.clip, self.connector, self.qwen = clip, connector, qwen
         self.clip_processor, self.tokenizer, self.qwen_processor = clip_processor, tokenizer, qwen_processor
-        self.cameras, self.image_size = check_cameras(list(cameras)), tuple(image_size)
+        self.cameras, self.image_size = check_cameras(cameras), tuple(image_size)
         self.clip_layer, self.prompt, self.info = clip_layer, prompt, dict(info or {})
         self.geometry = g = check_geometry(clip_config=clip.config, qwen_config=_base(qwen).config, image_size=self.image_size)
         if (connector.config.d_clip, connector.config.d_llm) != (g.d_clip, g.d_llm):
