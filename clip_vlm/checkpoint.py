@@ -8,6 +8,7 @@ import json, os, shutil
 from pathlib import Path
 import torch
 from .cli import UserError, first_line
+from .data import CAMERAS
 from .crashsafe import replace_dir, temp_dir_for
 
 # %% auto #0
@@ -65,6 +66,23 @@ def write_checkpoint(path, # checkpoint folder (replaced if it exists)
     finally: shutil.rmtree(tmp, ignore_errors=True)
     return path
 
+# %% ../nbs/03_checkpoint.ipynb #8e58f56d
+def _check_fields(f:Path, # the config.json read
+                  cfg:dict, # its content
+                 ):
+    "One-line `UserError` naming the file and the field when a value in a checkpoint's config.json cannot be what clip_vlm wrote."
+    def bad(k, why): raise UserError(f"{f}: field {k} {why}; the file is damaged or was edited by hand: restore it or train again")
+    cams = cfg['cameras']
+    if not isinstance(cams, list) or not cams or not all(isinstance(c, str) for c in cams): bad('cameras', f"is {cams!r}, not a list of camera names")
+    if [c for c in cams if c not in CAMERAS]: bad('cameras', f"names unknown cameras {', '.join(c for c in cams if c not in CAMERAS)}")
+    if len(set(cams)) < len(cams): bad('cameras', "lists a camera twice")
+    size = cfg['image_size']
+    if not (isinstance(size, list) and len(size) == 2 and all(type(x) is int and x > 0 for x in size)): bad('image_size', f"is {size!r}, not [height, width]")
+    if type(cfg['clip_layer']) is not int: bad('clip_layer', f"is {cfg['clip_layer']!r}, not a layer number")
+    for k in ('clip_model', 'qwen_model', 'prompt'):
+        if not isinstance(cfg[k], str): bad(k, f"is {cfg[k]!r}, not text")
+    if not isinstance(cfg['connector'], dict): bad('connector', "is not an object")
+
 # %% ../nbs/03_checkpoint.ipynb #1756460f
 def read_checkpoint_config(path) -> dict:
     "The `config.json` of a clip_vlm checkpoint folder, validated; one-line `UserError` otherwise."
@@ -81,6 +99,7 @@ def read_checkpoint_config(path) -> dict:
         raise UserError(f"{f}: format version {v} is newer than this clip_vlm reads (versions 1 to {FORMAT_VERSION}); upgrade clip_vlm")
     missing = [k for k in CONFIG_KEYS if k not in cfg]
     if missing: raise UserError(f"{f}: missing {', '.join(missing)}")
+    _check_fields(f, cfg)
     return cfg
 
 # %% ../nbs/03_checkpoint.ipynb #5d8a59bd
