@@ -43,8 +43,8 @@ def _clean(t:str) -> str:
 # %% ../nbs/06_metrics.ipynb #a9ae7a34
 def _ptb_python(t:str) -> str:
     "Pure-Python stand-in for the PTB tokenizer with coco-caption's options and punctuation removal."
-    t = ''.join(f' {c} ' if unicodedata.category(c) in ('So', 'Sm') else c for c in _clean(t).lower().replace('"', ' ')
-                if ord(c) <= 0xFFFF or c == ' ')  # Java splits symbols off and drops characters beyond 16 bits (emoji)
+    t = ''.join(' ' if ord(c) > 0xFFFF else f' {c} ' if unicodedata.category(c) in ('So', 'Sm') else c  # as Java: emoji are gaps,
+                for c in _clean(t).lower().replace('"', ' '))  # other symbols tokens of their own
     for k, v in _BRACKETS.items(): t = t.replace(k, f' {v} ')
     out = []
     for w in t.split():
