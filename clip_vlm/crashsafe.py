@@ -10,8 +10,8 @@ from fastcore.basics import patch
 from .cli import UserError
 
 # %% auto #0
-__all__ = ['follow_umask', 'human_size', 'writing', 'check_writable_dir', 'write_atomic', 'read_regular', 'temp_dir_for',
-           'replace_dir', 'pid_alive', 'recover_dir', 'lock_path', 'FolderLock', 'check_apart']
+__all__ = ['follow_umask', 'human_size', 'writing', 'check_writable_dir', 'write_atomic', 'check_regular', 'read_regular',
+           'temp_dir_for', 'replace_dir', 'pid_alive', 'recover_dir', 'lock_path', 'FolderLock', 'check_apart']
 
 # %% ../nbs/00_crashsafe.ipynb #c52d5b3f
 def _read_umask() -> int:
@@ -91,17 +91,26 @@ def write_atomic(path, # file to write
     return path
 
 # %% ../nbs/00_crashsafe.ipynb #00153d4f
+def check_regular(path, # the file about to be opened
+                  what:str, # who names it, for messages: a flag ('--captions') or a description ('camera image')
+                  fix:str='give a file', # what to do, for messages
+                 ) -> os.stat_result:
+    "The `stat` of a regular file; a one-line `UserError` for a missing file, a folder, a FIFO or a device (opening one could block forever)."
+    p = Path(path).expanduser()
+    try: st = p.stat()  # stat never blocks, even on a FIFO
+    except OSError as e: raise UserError(f"{what}: cannot read {p}: {e.strerror or e}; {fix}") from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = 'a folder' if stat.S_ISDIR(st.st_mode) else 'a FIFO' if stat.S_ISFIFO(st.st_mode) else 'a device or socket'
+        raise UserError(f"{what}: {p} is {kind}, not a regular file; {fix}")
+    return st
+
 def read_regular(path, # the file to read
                  what:str, # who names it, for messages: a flag ('--captions') or a description
                  max_bytes:int=2**30, # refuse anything larger
                 ) -> bytes:
-    "The bytes of a regular file; a one-line `UserError` for a missing file, a folder, FIFO or device, or one over `max_bytes`."
+    "The bytes of a regular file (`check_regular`); a one-line `UserError` also for one over `max_bytes`."
     p = Path(path).expanduser()
-    try: st = p.stat()  # stat never blocks, even on a FIFO
-    except OSError as e: raise UserError(f"{what}: cannot read {p}: {e.strerror or e}") from None
-    if not stat.S_ISREG(st.st_mode):
-        kind = 'a folder' if stat.S_ISDIR(st.st_mode) else 'a FIFO' if stat.S_ISFIFO(st.st_mode) else 'a device or socket'
-        raise UserError(f"{what}: {p} is {kind}, not a regular file; give a file")
+    check_regular(p, what)
     with open(p, 'rb') as f: data = f.read(max_bytes + 1)  # a file that grows while we read stops here too
     if len(data) > max_bytes: raise UserError(f"{what}: {p} is larger than {human_size(max_bytes)}; that is not a file this reads")
     return data

@@ -11,7 +11,7 @@ from fastcore.meta import delegates
 from tqdm import tqdm
 from .data import (CAMERAS, Sample, Samples, check_cameras, check_max_samples, check_mode, check_split, data_args, nusc_index, scene_split, select_samples, source_flags)
 from .cli import UserError, need, run_as_module, run_cli
-from .crashsafe import check_writable_dir, human_size, recover_dir, replace_dir, temp_dir_for, writing
+from .crashsafe import check_regular, check_writable_dir, human_size, recover_dir, replace_dir, temp_dir_for, writing
 from .nuinteract import caption_parts, caption_text, check_caption_source, nuinteract_samples, read_nuinteract
 
 # %% auto #0
@@ -48,7 +48,8 @@ def _check_output_dir(out:Path, # the absolute `--output-dir`
 
 # %% ../nbs/02_export.ipynb #3e9c83a0
 def _copy_image(src, dst):
-    "Copy one JPEG byte for byte."
+    "Copy one JPEG byte for byte (only a regular file: copying a FIFO or a device could block or never end)."
+    check_regular(src, 'camera image', 'replace the file, or pass --require-files to leave its sample out')
     shutil.copyfile(src, dst)
 
 # %% ../nbs/02_export.ipynb #64b11517

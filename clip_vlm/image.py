@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 from .cli import UserError
+from .crashsafe import check_regular
 
 # %% auto #0
 __all__ = ['IMAGE_SIZE', 'CLIP_MODEL', 'QWEN_MODEL', 'QWEN_TYPES', 'REAL_CONFIGS', 'MAX_VIEW_PIXELS', 'token_grid', 'Geometry',
@@ -116,6 +117,7 @@ def load_view(path, # image file (JPEG for the fast path; any format PIL reads)
              ) -> np.ndarray:
     "Decode, centre-crop to the aspect of `size` and resize an image once; `uint8` array `(H, W, 3)`."
     H, W = (size, size) if isinstance(size, int) else tuple(size)
+    check_regular(path, 'camera image', 'replace the file, or remove its sample from the data')  # a FIFO would block the open
     try:
         with Image.open(path) as im:
             W0, H0 = im.size
@@ -198,6 +200,10 @@ def resolve_device(device=None, # None (the current GPU, else the CPU), a name (
     try: device = torch.device('cuda', device) if isinstance(device, int) else torch.device(device)
     except (RuntimeError, TypeError, ValueError):
         raise UserError(f"--device {device}: not a device; use cpu, cuda or cuda:N") from None
-    if device.type == 'cuda' and device.index is None and torch.cuda.is_available():
-        return torch.device('cuda', torch.cuda.current_device())
+    if device.type == 'cuda':  # named by the user: refused here in one line, not by an assertion deep in torch
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not n: raise UserError(f"--device {device}: " + ("this torch is built without CUDA" if torch.version.cuda is None
+                                  else "no CUDA GPU is visible") + "; use --device cpu")
+        if device.index is None: return torch.device('cuda', torch.cuda.current_device())
+        if device.index >= n: raise UserError(f"--device {device}: this machine has {n} CUDA GPU{'s'*(n > 1)} (cuda:0 to cuda:{n - 1})")
     return device
