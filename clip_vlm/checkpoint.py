@@ -13,8 +13,8 @@ from .crashsafe import replace_dir, temp_dir_for
 
 # %% auto #0
 __all__ = ['FORMAT_VERSION', 'CONFIG_KEYS', 'package_versions', 'checkpoint_config', 'write_checkpoint', 'read_checkpoint_config',
-           'load_connector_weights', 'adapter_file', 'check_adapter', 'resolve_checkpoint', 'is_checkpoint',
-           'check_save_target']
+           'load_connector_weights', 'adapter_file', 'check_adapter', 'resolve_checkpoint', 'model_signature',
+           'check_models', 'check_adapter_base', 'is_checkpoint', 'check_save_target']
 
 # %% ../nbs/03_checkpoint.ipynb #06dcacec
 FORMAT_VERSION = 1  # raised when a reader of an older version could no longer understand a new folder
@@ -111,6 +111,11 @@ def load_connector_weights(module:torch.nn.Module, # the connector built from co
     f = Path(path)/'connector.safetensors'
     try: sd = load_file(f)
     except Exception as e: raise UserError(f"{f}: cannot read connector weights ({first_line(e)})") from None
+    want = module.state_dict()
+    for k, t in sd.items():  # load_state_dict would cast an int32 or float16 copy silently
+        why = (f"is stored as {t.dtype}, not {want[k].dtype}" if k in want and t.dtype != want[k].dtype
+               else "holds NaN or infinite values" if t.is_floating_point() and not bool(torch.isfinite(t).all()) else None)
+        if why: raise UserError(f"{f}: tensor {k} {why}; the checkpoint is damaged or was not written by clip_vlm: train again")
     try: module.load_state_dict(sd, strict=True)
     except RuntimeError as e:
         raise UserError(f"{f} does not match the connector in config.json ({first_line(e)}); the checkpoint is damaged") from None
@@ -142,6 +147,53 @@ def resolve_checkpoint(path, # a checkpoint folder written by `clip_vlm_train --
     "The model folder to load from a checkpoint folder: its `best/` (lowest validation loss) when there is one, unless `last`."
     path = Path(path)
     return path/'best' if not last and (path/'best'/'config.json').is_file() else path
+
+# %% ../nbs/03_checkpoint.ipynb #ffdf07f2
+_FACTS = ('model_type', 'hidden_size', 'num_hidden_layers', 'num_attention_heads', 'num_key_value_heads',
+          'intermediate_size', 'vocab_size', 'patch_size', 'image_size', 'depth', 'out_hidden_size')
+
+def model_signature(config, # a model's `transformers` config
+                   ) -> dict:
+    "A model's architecture facts from its config (kind and sizes, with its text and vision parts), for `check_models`."
+    facts = lambda c: {k: getattr(c, k) for k in _FACTS if isinstance(getattr(c, k, None), (int, str))}
+    out = facts(config)
+    for part in ('text_config', 'vision_config'):
+        if getattr(config, part, None) is not None: out[part] = facts(getattr(config, part))
+    return out
+
+# %% ../nbs/03_checkpoint.ipynb #e46526e3
+def _differences(saved:dict, loaded:dict, where:str='') -> list:
+    "The facts recorded in both signatures that differ, as `name saved -> loaded`."
+    out = []
+    for k in saved.keys() & loaded.keys():
+        a, b = saved[k], loaded[k]
+        if isinstance(a, dict) and isinstance(b, dict): out += _differences(a, b, f"{where}{k}.")
+        elif a != b: out.append(f"{where}{k} {a} (checkpoint) vs {b}")
+    return sorted(out)
+
+def check_models(f, # the checkpoint's config.json
+                 saved:dict, # its `models` record: signature by model (`clip`, `qwen`); None in older checkpoints
+                 loaded:dict, # the signatures of the models loaded now, by the same names
+                 flags:dict, # by the same names, the flag and value that chose each model (for the message)
+                ):
+    "One-line `UserError` when a loaded model is not the architecture the checkpoint was trained on."
+    for name, sig in (saved or {}).items():
+        diff = _differences(sig, loaded.get(name, {})) if isinstance(sig, dict) else []
+        if diff:
+            raise UserError(f"{flags[name]} is not the model {f} was trained on ({'; '.join(diff[:3])}); "
+                            "load the model it records, or train a new checkpoint")
+
+# %% ../nbs/03_checkpoint.ipynb #879fc688
+def check_adapter_base(path, # a checkpoint folder with LoRA
+                       qwen_model:str, # the Qwen id its config.json records
+                      ):
+    "One-line `UserError` when `adapter/adapter_config.json` is unreadable or names another base model than `qwen_model`."
+    f = Path(path)/'adapter'/'adapter_config.json'
+    try: base = json.loads(f.read_text()).get('base_model_name_or_path')
+    except (OSError, ValueError, AttributeError) as e: raise UserError(f"{f}: unreadable ({first_line(e)}); the checkpoint is damaged") from None
+    if base is not None and str(base) != str(qwen_model):
+        raise UserError(f"{f}: the adapter was trained on {base}, but config.json records qwen_model {qwen_model}; "
+                        "the adapter belongs to another checkpoint: restore this one's or train again")
 
 # %% ../nbs/03_checkpoint.ipynb #c302bd5b
 def is_checkpoint(path, # a folder

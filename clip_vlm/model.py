@@ -13,7 +13,8 @@ from fastcore.basics import patch
 from .data import CAMERAS, check_cameras
 from .cli import UserError, check_choice, first_line
 from .checkpoint import (FORMAT_VERSION, package_versions, read_checkpoint_config, checkpoint_config, write_checkpoint,
-                                 load_connector_weights, adapter_file, check_adapter)
+                                 load_connector_weights, adapter_file, check_adapter, check_adapter_base,
+                                 model_signature, check_models)
 from .image import (IMAGE_SIZE, CLIP_MODEL, QWEN_MODEL, QWEN_TYPES, Geometry, token_grid, check_geometry, REAL_CONFIGS,
                             real_config, load_view, load_views, clip_pixels, qwen_pixels, resolve_device)
 from .image_tower import (VARLEN_ATTENTION, _base, vl_model, segment_groups, varlen_sdpa, vision_geometry,
@@ -23,7 +24,8 @@ from .lm import (IMAGE_PAD, VISION_START, VISION_END, IM_END, DEFAULT_PROMPT, To
 
 # %% auto #0
 __all__ = ['QUANTS', 'LORA_TARGETS', 'default_dtype', 'freeze', 'load_clip', 'unpack_4bit', 'bnb_config', 'add_lora', 'load_qwen',
-           'clip_tokens', 'merge_2x2', 'ConnectorConfig', 'Connector', 'CLIPQwenVLM', 'caption_ce', 'compile_model']
+           'clip_tokens', 'merge_2x2', 'ConnectorConfig', 'Connector', 'CLIPQwenVLM', 'check_clip_layer', 'caption_ce',
+           'compile_model']
 
 # %% ../nbs/03_model.ipynb #352392c0
 QUANTS = ('none', 'bnb-8bit', 'bnb-4bit')
@@ -123,6 +125,10 @@ def add_lora(model, # a Qwen-VL model
 # %% ../nbs/03_model.ipynb #a413c86e
 class _DropInt8Cast(logging.Filter):
     def filter(self, record): return not str(record.msg).startswith('MatMul8bitLt: inputs will be cast')
+
+class _DropKernelNotice(logging.Filter):  # bitsandbytes on a CPU with AVX512-BF16 asks for the optional `kernels` package
+    def filter(self, record): return not str(record.msg).startswith('Failed to load CPU gemm_4bit_forward from kernels-community')
+logging.getLogger('bitsandbytes.backends.cpu.ops').addFilter(_DropKernelNotice())  # before bitsandbytes is first imported
 
 # %% ../nbs/03_model.ipynb #6ce402eb
 def _quiet_int8_cast_warning():
@@ -323,11 +329,22 @@ def device(self:CLIPQwenVLM) -> torch.device:
     return self.connector.norm.weight.device
 
 # %% ../nbs/03_model.ipynb #ce0df885
-def _check_configs(clip_model, qwen_model, image_size):
-    "`check_geometry` on the two models' configurations alone, when both are of a kind it understands."
+def check_clip_layer(layer:int, # the CLIP hidden state asked for (`--clip-layer`, or a checkpoint's `clip_layer`)
+                     clip_config, # CLIP's config (a CLIP or CLIP-vision config; no weights needed)
+                     where:str='--clip-layer', # who asked, for the message
+                    ):
+    "One-line `UserError` unless `layer` indexes CLIP's hidden states: 0 (the embeddings) to L, or -(L+1) to -1."
+    n = getattr(getattr(clip_config, 'vision_config', clip_config), 'num_hidden_layers', None)
+    if n is not None and not -(n + 1) <= layer <= n:
+        raise UserError(f"{where} {layer}: CLIP has {n} layers, so its hidden states are 0 to {n} (or -{n + 1} to -1; "
+                        "-2 is the penultimate layer)")
+
+def _check_configs(clip_model, qwen_model, image_size, clip_layer=-2):
+    "`check_geometry` and `check_clip_layer` on the two models' configurations alone, when both are of a kind it understands."
     from transformers import AutoConfig
     ccfg = _load(AutoConfig.from_pretrained, clip_model, '--clip-model')
     qcfg = _load(AutoConfig.from_pretrained, qwen_model, '--qwen-model')
+    check_clip_layer(clip_layer, ccfg)
     if getattr(qcfg, 'model_type', None) in QWEN_TYPES and getattr(ccfg, 'model_type', None) in ('clip', 'clip_vision_model'):
         check_geometry(clip_config=ccfg, qwen_config=qcfg, image_size=image_size)
 
@@ -356,7 +373,7 @@ def build(cls:CLIPQwenVLM,
           seed:int=None, # seed for the connector's initial weights
          ) -> CLIPQwenVLM:
     "Load both frozen models, check their geometry, and add a freshly initialised connector."
-    _check_configs(clip_model, qwen_model, image_size)  # fail before reading gigabytes of weights
+    _check_configs(clip_model, qwen_model, image_size, clip_layer)  # fail before reading gigabytes of weights
     device = resolve_device(device)
     clip, cproc = load_clip(clip_model, dtype=dtype, device=device)
     qwen, tok, qproc = load_qwen(qwen_model, quant=quant, use_lora=use_lora, lora_r=lora_r, lora_alpha=lora_alpha,
@@ -497,13 +514,16 @@ def save_pretrained(self:CLIPQwenVLM,
                     **metadata, # more JSON-able settings for config.json (mode, training arguments, ...)
                    ) -> Path:
     "Write config.json, connector.safetensors and adapter/ (LoRA) to `path`, atomically."
-    g = self.geometry
-    settings = dict(**self.info, cameras=list(self.cameras), image_size=list(self.image_size), clip_layer=self.clip_layer,
+    g, base = self.geometry, _base(self.qwen)
+    settings = dict(**self.info, models=dict(clip=model_signature(self.clip.config), qwen=model_signature(base.config)),
+                    cameras=list(self.cameras), image_size=list(self.image_size), clip_layer=self.clip_layer,
                     prompt=self.prompt, connector=dataclasses.asdict(self.connector.config),
                     geometry=dict(grid=list(g.grid), tokens_per_view=g.tokens_per_view, d_clip=g.d_clip, d_llm=g.d_llm))
+    def adapter(folder):  # peft records where Qwen was loaded from; the adapter names the id config.json records
+        for c in self.qwen.peft_config.values(): c.base_model_name_or_path = self.info['qwen_model']
+        self.qwen.save_pretrained(folder)
     return write_checkpoint(path=path, config=checkpoint_config(settings=settings, metadata=metadata),
-                            connector=self.connector.state_dict(), extra=extra,
-                            adapter=self.qwen.save_pretrained if self.info.get('lora') else None)
+                            connector=self.connector.state_dict(), extra=extra, adapter=adapter if self.info.get('lora') else None)
 
 # %% ../nbs/03_model.ipynb #2b7e9208
 def _load_adapter(qwen, # the frozen Qwen-VL
@@ -514,6 +534,7 @@ def _load_adapter(qwen, # the frozen Qwen-VL
     "Wrap `qwen` in the checkpoint's LoRA adapter, checked to hold exactly the saved weights."
     from peft import PeftModel, get_peft_model_state_dict
     af = adapter_file(path)
+    check_adapter_base(path, qwen_model)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', FutureWarning)
         qwen = PeftModel.from_pretrained(qwen, path/'adapter', is_trainable=is_trainable)
@@ -543,7 +564,11 @@ def from_pretrained(cls:CLIPQwenVLM,
     cfg = read_checkpoint_config(path)
     device = resolve_device(device)
     clip, cproc = load_clip(clip_model or cfg['clip_model'], dtype=dtype, device=device)
+    check_clip_layer(cfg['clip_layer'], clip.config, f"{path/'config.json'}: field clip_layer")
     qwen, tok, qproc = load_qwen(qwen_model or cfg['qwen_model'], quant=quant or cfg['quant'], dtype=dtype, device=device)
+    chose = lambda k, given: f"--{k.replace('_', '-')} {given}" if given else f"the recorded {k} {cfg[k]}"
+    check_models(path/'config.json', cfg.get('models'), dict(clip=model_signature(clip.config), qwen=model_signature(qwen.config)),
+                 dict(clip=chose('clip_model', clip_model), qwen=chose('qwen_model', qwen_model)))
     try: con = Connector(**cfg['connector'])
     except TypeError as e: raise UserError(f"{path/'config.json'}: bad connector settings ({first_line(e)})") from None
     load_connector_weights(module=con, path=path)
