@@ -5,7 +5,7 @@
 # %% ../nbs/03_lm.ipynb #07907b8a
 from __future__ import annotations
 import torch
-from .cli import UserError
+from .cli import UserError, first_line
 from .data import check_cameras
 from .image import IMAGE_SIZE, token_grid
 from .image_tower import _base, vl_model
@@ -21,6 +21,15 @@ DEFAULT_PROMPT = 'Describe the driving scene.'  # the instruction after the view
 # %% ../nbs/03_lm.ipynb #4c4b093f
 class TooLongError(ValueError):
     "A sample's LM input is longer than the allowed context; it is dropped and counted, never truncated."
+    def __init__(self, parts:dict, # tokens by part: `views` (image blocks), `prompt` (chat template and prompt), `caption`
+                 max_length:int, # the limit it is over
+                 views:int=0, # how many views the image blocks hold
+                ):
+        self.parts, self.max_length = parts, max_length
+        total = sum(parts.values())
+        self.culprit = max(parts, key=parts.get)  # what takes most of the sequence
+        super().__init__(f"LM input of {total} tokens ({views} views: {parts['views']} image tokens, prompt and chat template "
+                         f"{parts['prompt']}, caption {parts['caption']}) is longer than max_length={max_length}")
 
 # %% ../nbs/03_lm.ipynb #ee821daa
 def _check_text(prompt, caption):
@@ -35,7 +44,12 @@ def _render(tokenizer, cams, prompt):
     for i, c in enumerate(cams): content += [{'type': 'text', 'text': ('\n' if i else '') + f'{c}:'}, {'type': 'image'}]
     if prompt: content.append({'type': 'text', 'text': '\n' + prompt})
     if not getattr(tokenizer, 'chat_template', None): raise UserError("the Qwen tokenizer has no chat template; use a Qwen-VL Instruct checkpoint")
-    text = tokenizer.apply_chat_template([{'role': 'user', 'content': content}], add_generation_prompt=True, tokenize=False)
+    from jinja2 import TemplateError
+    try: text = tokenizer.apply_chat_template([{'role': 'user', 'content': content}], add_generation_prompt=True, tokenize=False)
+    except TemplateError as e:  # the template is code from the model folder: transformers runs it in Jinja's sandbox
+        how = "tries to leave Jinja's sandbox" if type(e).__name__ == 'SecurityError' else 'fails'
+        raise UserError(f"the chat template of the tokenizer {getattr(tokenizer, 'name_or_path', '')} (chat_template.jinja or "
+                        f"tokenizer_config.json) {how} ({type(e).__name__}: {first_line(e)}); use the model's own tokenizer files") from None
     if text.count(IMAGE_PAD) != len(cams): raise UserError(f"the tokenizer's chat template rendered {text.count(IMAGE_PAD)} image blocks for {len(cams)} views; use a Qwen-VL tokenizer")
     return text
 
@@ -53,7 +67,7 @@ def build_lm_inputs(tokenizer, # Qwen-VL tokenizer (with its chat template)
     _check_text(prompt, caption)
     n = grid[0]*grid[1]
     ids = tokenizer(_render(tokenizer, cams, prompt).replace(IMAGE_PAD, IMAGE_PAD*n), add_special_tokens=False)['input_ids']
-    labels = [-100]*len(ids)
+    labels, cap = [-100]*len(ids), []
     if caption is not None:
         cap = tokenizer(caption, add_special_tokens=False)['input_ids'] + [tokenizer.convert_tokens_to_ids(IM_END)]
         ids, labels = ids + cap, labels + cap
@@ -62,7 +76,7 @@ def build_lm_inputs(tokenizer, # Qwen-VL tokenizer (with its chat template)
     if int((ids == pad_id).sum()) != n*len(cams):
         raise UserError(f"the prompt or caption tokenizes to extra {IMAGE_PAD} tokens; remove them")
     if max_length is not None and len(ids) > max_length:
-        raise TooLongError(f"LM input of {len(ids)} tokens ({len(cams)} views x {n} image tokens) is longer than max_length={max_length}")
+        raise TooLongError(dict(views=n*len(cams), prompt=len(ids) - len(cap) - n*len(cams), caption=len(cap)), max_length, len(cams))
     return dict(input_ids=ids, labels=torch.tensor(labels, dtype=torch.long), attention_mask=torch.ones_like(ids),
                 mm_token_type_ids=(ids == pad_id).long(),
                 image_grid_thw=torch.tensor([[1, grid[0]*merge, grid[1]*merge]]*len(cams), dtype=torch.long))
