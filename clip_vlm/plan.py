@@ -4,16 +4,16 @@
 
 # %% ../nbs/05_plan.ipynb #85b038ca
 from __future__ import annotations
-import importlib.util, json, math, os, re, shutil
+import importlib.util, inspect, json, math, os, pickle, re, shutil, warnings
 from pathlib import Path
 import torch
 from fastcore.basics import AttrDict
 from fastcore.meta import delegates
-from .data import CHAT_TOKEN, MODES, SPLITS, data_args
+from .data import CHAT_TOKEN, MODES, SPLITS, check_cameras, data_args
 from .sources import DATASETS, build_samples
-from .cli import UserError, check_choice, check_number
+from .cli import UserError, check_choice, check_number, first_line
 import contextlib
-from .crashsafe import FolderLock, check_apart, check_writable_dir, recover_dir
+from .crashsafe import FolderLock, check_apart, check_writable_dir, read_regular, recover_dir
 from .model import QUANTS
 from .image import CLIP_MODEL, QWEN_MODEL, IMAGE_SIZE
 from .lm import DEFAULT_PROMPT
@@ -21,8 +21,9 @@ from .checkpoint import check_save_target, read_checkpoint_config
 from .distill import cache_estimate, slow_disk
 
 # %% auto #0
-__all__ = ['FIT_RANGES', 'TRACKERS', 'parse_every', 'check_fit_args', 'fit_args', 'hold_save', 'run_cost', 'format_cost',
-           'check_cache_fits', 'load_samples', 'make_accelerator', 'lr_at']
+__all__ = ['FIT_RANGES', 'TRACKERS', 'parse_every', 'read_training_state', 'load_optimizer', 'load_optimizer_state',
+           'check_fit_args', 'fit_args', 'hold_save', 'run_cost', 'format_cost', 'check_cache_fits', 'load_samples',
+           'make_accelerator', 'lr_at']
 
 # %% ../nbs/05_plan.ipynb #09efceca
 def _parse_size(image_size):
@@ -90,14 +91,57 @@ def _check_folders(a:AttrDict):
     check_apart(replaced={'--save': a.save}, others=_apart_from_save(a))
 
 # %% ../nbs/05_plan.ipynb #b46c4cd6
-def _check_resume(a:AttrDict):
-    "`--resume`: recover a checkpoint swap a killed run left half done; refuse a missing folder or a checkpoint of the other mode."
-    if a.resume is None: return
+def _check_resume(a:AttrDict) -> dict|None:
+    "`--resume`: recover a checkpoint swap a killed run left half done; refuse a missing folder, a checkpoint of the other mode or one already done; its config."
+    if a.resume is None: return None
     recover_dir(a.resume)  # a run killed in the middle of a checkpoint swap: bring the complete copy back
     if not Path(a.resume).is_dir(): raise UserError(f"--resume {a.resume}: no such checkpoint folder")
     ck = read_checkpoint_config(a.resume)
     if ck.get('mode') not in (None, a.mode):
         raise UserError(f"--resume {a.resume}: the checkpoint was trained with --mode {ck.get('mode')}, not {a.mode}")
+    st = read_training_state(a.resume)
+    if st['epoch'] >= a.epochs and not st.get('batch'):
+        raise UserError(f"--resume {a.resume}: the checkpoint has done {st['epoch']} epochs already, --epochs is {a.epochs}; "
+                        "pass a larger --epochs to train on")
+    return ck
+
+# %% ../nbs/05_plan.ipynb #eb4b7383
+def read_training_state(path, # a checkpoint folder written by training
+                       ) -> dict:
+    "Its `training_state.json`, checked to hold a position (`epoch`, `step` as counts) and the random state; one-line `UserError` otherwise."
+    f = Path(path)/'training_state.json'
+    if not f.is_file(): raise UserError(f"--resume {path}: no training_state.json; pass a folder written by clip_vlm_train --save")
+    try: st = json.loads(read_regular(f, '--resume'))
+    except ValueError as e: st, why = None, f"malformed JSON ({first_line(e)})"
+    else: why = None if isinstance(st, dict) else 'not a JSON object'
+    for k in ('epoch', 'step', 'batch', 'seen'):
+        v = st.get(k, 0 if k in ('batch', 'seen') else None) if why is None else 0
+        if why is None and not (type(v) is int and v >= 0): why = f"field {k} is {v!r}, not a count"
+    if why is None and not isinstance(st.get('rng'), dict): why = 'field rng (the random state) is missing'
+    if why: raise UserError(f"--resume {path}: {f.name}: {why}; the file is damaged or was edited: resume from another checkpoint folder")
+    return st
+
+# %% ../nbs/05_plan.ipynb #f698d025
+def load_optimizer(p:Path):
+    "An `optimizer.pt` of tensors and numbers only (`weights_only`): a pickle that carries code or objects is refused."
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # torch's note on the pickle protocol
+        try: return torch.load(p, map_location='cpu', weights_only=True)
+        except pickle.UnpicklingError:
+            raise UserError(f"--resume {p.parent}: {p.name} holds objects or code besides tensors, which is never loaded: "
+                            "the file is unsafe or damaged; resume from another checkpoint folder") from None
+
+# %% ../nbs/05_plan.ipynb #329ef17d
+def load_optimizer_state(opt, state:dict, path):
+    "Load a checkpoint's optimizer state into `opt`; one line when it is the state of other trainable weights (another configuration)."
+    def bad(why): raise UserError(f"--resume {path}: optimizer.pt {why}: the checkpoint was trained with another configuration; "
+                                  "resume from its own folder with its own flags, or start a new run")
+    try: opt.load_state_dict(state)
+    except (ValueError, KeyError, TypeError, RuntimeError) as e: bad(f"does not fit this run's trainable weights ({first_line(e, limit=120)})")
+    for g in opt.param_groups:
+        for p in g['params']:
+            s = opt.state.get(p, {}).get('exp_avg')
+            if s is not None and s.shape != p.shape: bad(f"holds a state of shape {tuple(s.shape)} for a weight of shape {tuple(p.shape)}")
 
 # %% ../nbs/05_plan.ipynb #53a5ac4a
 def _trackers(report_to) -> list:
@@ -131,7 +175,7 @@ def check_fit_args(a:dict, # `fit`'s arguments by name
     for k, rule in FIT_RANGES.items(): a[k] = check_number('--' + k.replace('_', '-'), a[k], **rule)
     if a.mode == 'distill' and a.use_lora:
         raise UserError("--use-lora trains the LLM, which --mode distill never runs; drop --use-lora or use --mode lm")
-    _check_folders(a); _check_resume(a); _check_splits(a)
+    _check_folders(a); ck = _check_resume(a); _check_splits(a)
     if CHAT_TOKEN.search(str(a.prompt)):
         raise UserError(f"--prompt: holds the chat token {CHAT_TOKEN.search(str(a.prompt))[0]}, which would end the turn early; remove it")
     a.save_every_steps, a.save_every_s = parse_every(a.save_every)
@@ -140,6 +184,7 @@ def check_fit_args(a:dict, # `fit`'s arguments by name
     if a.cache_only and not a.cache_dir: raise UserError("--cache-only builds the feature cache: add --cache-dir DIR")
     a.trackers = _trackers(a.report_to)
     a.size, a.mixed_precision = _parse_size(a.image_size), _mixed_precision(a.mixed_precision)
+    if ck is not None: _check_setup(a, ck)
     return a
 
 # %% ../nbs/05_plan.ipynb #ca5bf103
@@ -189,6 +234,29 @@ def fit_args(mode:str='lm', # lm (caption cross-entropy) or distill (match Qwen-
     a = check_fit_args(record)
     a.record, a.save = record, a.save if a.save is not None or a.resume is None else a.resume  # --resume alone saves there
     return a
+
+# %% ../nbs/05_plan.ipynb #9fdd0aa0
+_SETUP = dict(  # fit's flag (parsed) -> what config.json records for it
+    cameras=lambda ck: tuple(ck['cameras']), size=lambda ck: tuple(ck['image_size']), clip_layer=lambda ck: ck['clip_layer'],
+    prompt=lambda ck: ck['prompt'], fusion_layers=lambda ck: ck['connector'].get('fusion_layers'),
+    qwen_quant=lambda ck: ck['quant'], use_lora=lambda ck: bool(ck.get('lora')),
+    lora_r=lambda ck: (ck.get('lora') or {}).get('r'), lora_alpha=lambda ck: (ck.get('lora') or {}).get('alpha'),
+    lora_dropout=lambda ck: (ck.get('lora') or {}).get('dropout'))
+
+def _check_setup(a:AttrDict, # the checked arguments (view size parsed)
+                 ck:dict, # the `--resume` checkpoint's config.json
+                ):
+    "With `--resume`, refuse a model flag given with another value than the checkpoint records; unset ones take the checkpoint's."
+    defaults = {k: p.default for k, p in inspect.signature(fit_args).parameters.items()}
+    given = dict(a, cameras=check_cameras(a.cameras) if a.cameras else None, size=a.size if a.image_size else None)
+    show = lambda k, v: ' '.join(v) if k == 'cameras' else 'x'.join(map(str, v)) if k == 'size' else repr(v) if k == 'prompt' else str(v)
+    for k, recorded in _SETUP.items():
+        v, want = given[k], recorded(ck)
+        if v is None or want is None or v == want or v == defaults.get(k, object()): continue
+        flag = '--image-size' if k == 'size' else '--' + k.replace('_', '-')
+        raise UserError(f"{flag} {show(k, v)}: the checkpoint --resume {a.resume} was trained with {show(k, want)} (its config.json); "
+                        f"drop {flag} to continue it, or start a new run")
+    a.cameras, a.size = list(ck['cameras']), tuple(ck['image_size'])  # the data gives the views the model learned, in its order
 
 # %% ../nbs/05_plan.ipynb #07ed6c36
 def hold_save(a:AttrDict, # the run's arguments (`fit_args`)

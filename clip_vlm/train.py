@@ -4,42 +4,42 @@
 
 # %% ../nbs/05_train_lm.ipynb #4c22122c
 from __future__ import annotations
-import dataclasses, json, math, os, random, shutil, sys, time
+import dataclasses, hashlib, io, json, math, os, random, shutil, sys, time
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 import torch
 from fastcore.basics import AttrDict, patch
 from fastcore.meta import delegates
-from .data import Samples, default_cache_dir
+from .data import Samples
 from .cli import UserError, first_line, run_as_module, run_cli
 from .crashsafe import writing
 from .model import CLIPQwenVLM, caption_ce, compile_model
 from .lm import TooLongError
 from .image import CLIP_MODEL, QWEN_MODEL, IMAGE_SIZE, load_views
 from .distill import FeatureCache, FrozenFeatures, distill_batch_loss
-from .plan import fit_args, hold_save, load_samples, make_accelerator, lr_at
+from .plan import fit_args, hold_save, load_samples, make_accelerator, lr_at, load_optimizer, load_optimizer_state, read_training_state
 from .checkpoint import resolve_checkpoint
 
 # %% auto #0
 __all__ = ['lm_items', 'lm_batch_loss', 'EpochSampler', 'SampleData', 'Position', 'plot_history', 'save_checkpoint',
-           'load_training_state', 'load_model', 'Run', 'start_run', 'init_trackers', 'log_figure', 'batch_loss',
-           'save_due', 'train_epoch', 'eval_loss', 'save_run', 'update_best', 'build_cache', 'finish_run', 'fit',
-           'demo', 'train_parser', 'clip_vlm_train']
+           'load_training_state', 'load_model', 'Run', 'weights_digest', 'start_run', 'init_trackers', 'log_figure',
+           'batch_loss', 'save_due', 'train_epoch', 'eval_loss', 'save_run', 'update_best', 'build_cache', 'finish_run',
+           'fit', 'train_parser', 'clip_vlm_train']
 
 # %% ../nbs/05_train_lm.ipynb #cb29b416
 def lm_items(vlm, # the model (its tokenizer, prompt and token grid)
              samples, # `Samples` with captions
              max_length:int=None, # longest input (default: the model's context)
             ) -> tuple:
-    "Tokenized LM inputs for `samples`: `(kept samples, their items, number dropped as too long)`."
+    "Tokenized LM inputs for `samples`: `(kept samples, their items, [(sample, TooLongError)] of those dropped as too long)`."
     if max_length is None:
         cfg = vlm.qwen.config
         max_length = getattr(getattr(cfg, 'text_config', cfg), 'max_position_embeddings', None)
-    kept, items, too_long = [], [], 0
+    kept, items, too_long = [], [], []
     for s in samples:
         try: items.append(vlm.lm_inputs(s.cameras, s.caption, max_length)); kept.append(s)
-        except TooLongError: too_long += 1
+        except TooLongError as e: too_long.append((s, e))
     return kept, items, too_long
 
 # %% ../nbs/05_train_lm.ipynb #91f0f7b2
@@ -173,7 +173,8 @@ def save_checkpoint(path, # checkpoint folder (replaced atomically)
         t, py = _rng_state()
         (d/'training_state.json').write_text(json.dumps(dict(state, rng=py), indent=1, default=str))
         save_file({k: v.contiguous() for k, v in t.items()}, d/'rng.safetensors')
-        torch.save(optimizer.state_dict(), d/'optimizer.pt')
+        buf = io.BytesIO(); torch.save(optimizer.state_dict(), buf)  # written by Python: a full disk is the OSError it is, not
+        (d/'optimizer.pt').write_bytes(buf.getbuffer())  # torch's 'enforce fail' RuntimeError
         with open(d/'metrics.jsonl', 'w') as f:
             for r in history: f.write(json.dumps(r, default=float) + '\n')
         plot_history(history, d/'loss.png')
@@ -189,15 +190,13 @@ def load_training_state(path) -> tuple:
     "`(state, optimizer_state, history)` of a checkpoint folder, restoring the RNG; one-line `UserError` otherwise."
     from safetensors.torch import load_file
     path = Path(path)
-    f = path/'training_state.json'
-    if not f.is_file(): raise UserError(f"--resume {path}: no training_state.json; pass a folder written by clip_vlm_train --save")
+    state = read_training_state(path)
     def part(name, read):
         try: return read(path/name)
+        except UserError: raise
         except Exception as e:
-            why = first_line(e, limit=160)
-            raise UserError(f"--resume {path}: {name} is damaged or missing ({why}); resume from another checkpoint folder") from None
-    state = part('training_state.json', lambda p: json.loads(p.read_text()))
-    opt = part('optimizer.pt', lambda p: torch.load(p, map_location='cpu', weights_only=True))
+            raise UserError(f"--resume {path}: {name} is damaged or missing ({first_line(e, limit=160)}); resume from another checkpoint folder") from None
+    opt = part('optimizer.pt', load_optimizer)
     rng = part('rng.safetensors', load_file)
     history = part('metrics.jsonl', lambda p: [json.loads(l) for l in p.read_text().splitlines() if l.strip()])
     part('training_state.json', lambda p: _set_rng_state(rng, state.pop('rng')))
@@ -246,10 +245,20 @@ class Run:
     seen0:int=0 # samples seen when this process started
     last_save:float=0.0 # when the last checkpoint was written (`monotonic`): `--save-every 20m`
     tracker_name:str=None # the run's name in the trackers
+    digest0:str=None # `weights_digest` of the trainable weights when training started
     def __repr__(self):
         return (f"Run({self.args.mode}, {len(self.samples)} samples, {len(self.loader)} batches per epoch, "
                 f"epoch {self.pos.epoch}/{self.args.epochs}, step {self.pos.step}/{self.total_steps}, "
                 f"{sum(p.numel() for p in self.params):,} trainable parameters)")
+
+# %% ../nbs/05_train_lm.ipynb #a3c6b78d
+@torch.no_grad()
+def weights_digest(params:list, # tensors (the trainable parameters)
+                  ) -> str:
+    "A hash of every byte of `params`: equal digests before and after training mean it changed nothing."
+    h = hashlib.blake2b(digest_size=16)
+    for p in params: h.update(p.detach().reshape(-1).contiguous().view(torch.uint8).cpu().numpy().data)
+    return h.hexdigest()
 
 # %% ../nbs/05_train_lm.ipynb #1a0e199b
 def _keep_frozen_out_of_ddp(vlm):
@@ -258,13 +267,20 @@ def _keep_frozen_out_of_ddp(vlm):
         vlm, [n for n, p in vlm.named_parameters() if not p.requires_grad] + [n for n, _ in vlm.named_buffers() if not n.startswith('connector.')])
 
 # %% ../nbs/05_train_lm.ipynb #6483ef0d
+def _none_fits(a:AttrDict, s, e:TooLongError) -> str:
+    "Why no sample fits: the first one's length and the part that takes most of it, with what to change."
+    limit = f"--max-length {a.max_length}" if a.max_length else f"the model's context ({e.max_length} tokens)"
+    what, fix = dict(views=(f"its {e.parts['views']} image tokens", "use fewer --cameras or a smaller --image-size"),
+                     prompt=(f"the prompt ({e.parts['prompt']} tokens with the chat template)", "shorten --prompt"),
+                     caption=(f"its caption ({e.parts['caption']} tokens)", "shorten the captions"))[e.culprit]
+    return (f"every sample is longer than {limit}: sample {s.token} needs {sum(e.parts.values())} tokens, most of them {what}; "
+            f"{fix}" + (" or raise --max-length" if a.max_length else ''))
+
 def _lm_data(a:AttrDict, vlm, samples, val, main:bool) -> tuple:
     "lm mode: LM inputs of the training and validation samples, too-long ones dropped: `(samples, items, val, val_items)`."
     samples, items, too_long = lm_items(vlm, samples, a.max_length)
-    if too_long and main: print(f"dropped {too_long} samples longer than max_length (too_long)")
-    if not samples:
-        limit = f"--max-length {a.max_length}" if a.max_length else "the model's context"
-        raise UserError(f"every sample is longer than {limit}; " + ("raise it or " if a.max_length else '') + "use fewer --cameras")
+    if too_long and main: print(f"dropped {len(too_long)} samples longer than max_length (too_long)")
+    if not samples: raise UserError(_none_fits(a, *too_long[0]))
     val_items = None
     if val is not None: val, val_items, _ = lm_items(vlm, val, a.max_length)
     return samples, items, val, val_items
@@ -274,7 +290,7 @@ def _resume(run:Run, opt):
     "`--resume`: the checkpoint's optimizer state, position, best epoch, history and RNG state."
     a = run.args
     state, opt_state, run.history = load_training_state(a.resume)
-    opt.load_state_dict(opt_state)
+    load_optimizer_state(opt, opt_state, a.resume)
     run.pos, run.best = Position.from_dict(state), state.get('best')
     if run.main and not run.quiet:
         print(f"resuming from {a.resume} at epoch {run.pos.epoch + 1}"
@@ -314,6 +330,7 @@ def start_run(a:AttrDict, # the run's arguments (`fit_args`)
     run.batches_per_epoch = len(run.loader)  # in this process
     run.total_steps = math.ceil(run.batches_per_epoch/a.grad_accum)*a.epochs
     run.t0, run.step0, run.seen0, run.last_save = time.perf_counter(), run.pos.step, run.pos.seen, time.monotonic()
+    run.digest0 = weights_digest(params)
     if a.trackers: init_trackers(run)
     return run
 
@@ -512,11 +529,13 @@ def _release(run:Run):
 # %% ../nbs/05_train_lm.ipynb #1428ad16
 def finish_run(run:Run, # the run
               ) -> tuple:
-    "End the run: a closing line, the loss plot to the trackers, `end_training`; `(model in eval mode, history)`."
+    "End the run: a closing line, the loss plot to the trackers, `end_training`; `(model in eval mode, history)`; one line if it changed nothing."
     a, acc = run.args, run.acc
     acc.wait_for_everyone()
     ep = [r for r in run.history if r['kind'] == 'epoch']
-    if run.main and ep and not run.quiet:
+    steps = run.pos.step - run.step0
+    unchanged = steps > 0 and weights_digest(run.params) == run.digest0
+    if run.main and ep and not run.quiet and not unchanged:
         print(f"trained {a.mode} for {len(ep)} epochs ({run.pos.step} steps) on {len(run.samples)} samples: "
               f"loss {ep[0]['loss']:.4f} -> {ep[-1]['loss']:.4f}" + (f"; saved to {a.save}" if a.save else '; not saved (no --save)')
               + (f"; best validation loss {run.best['val_loss']:.4f} at epoch {run.best['epoch']} (in best/)" if run.best and a.save else ''))
@@ -524,6 +543,9 @@ def finish_run(run:Run, # the run
     vlm = acc.unwrap_model(run.model)
     _release(run)
     acc.end_training()
+    if unchanged:
+        raise UserError(f"trained nothing: {steps} optimizer steps left every trainable weight as it was (the gradients were zero or "
+                        f"the learning rate too small to change a float32 weight); check --lr and the data" + (f" ({a.save} holds the unchanged weights)" if a.save else ''))
     return vlm.eval(), run.history
 
 # %% ../nbs/05_train_lm.ipynb #5267b9c9
@@ -553,48 +575,18 @@ def fit(quiet:bool=False, # print only the epoch lines: no dataset summary, cost
             if a.save is not None: save_run(run, best=best)
         return finish_run(run)
 
-# %% ../nbs/05_train_lm.ipynb #077cb35b
-def demo(save=None, # folder for the two checkpoints (default `<cache>/demo/checkpoints`)
-         root=None, # folder for the generated assets (default `<cache>/demo`)
-         progress:bool=True, # show progress bars
-        ) -> dict:
-    "Generate the sample data and tiny models, then train `lm` and a short `distill` on 2 CPU cores; the histories."
-    from clip_vlm.tiny import demo_assets
-    t0 = time.perf_counter()
-    A = demo_assets(root)
-    root = Path(root) if root is not None else default_cache_dir()/'demo'
-    save = Path(save) if save is not None else root/'checkpoints'
-    common = dict(dataset='nuinteract', nusc_root=A['nusc_root'], nuinteract_dir=A['nuinteract_dir'], max_samples=8,
-                  clip_model=A['models']['clip'], qwen_model=A['models']['qwen2_5_vl'], cache_dir=root/'cache',
-                  progress=progress)
-    print(f"demo: sample data and tiny models in {root}")
-    _, lm = fit(mode='lm', epochs=6, lr=1e-2, use_lora=True, lora_r=8, lora_alpha=16, save=save/'lm', overwrite=True, **common)  # the demo's own folders: replaced each time
-    _, di = fit(mode='distill', epochs=3, lr=3e-3, save=save/'distill', overwrite=True, **common)
-    for name, h in (('lm', lm), ('distill', di)):
-        ep = [r['loss'] for r in h if r['kind'] == 'epoch']
-        print(f"demo {name}: loss by epoch " + ' -> '.join(f'{l:.3f}' for l in ep))
-    print(f"demo done in {time.perf_counter() - t0:.0f} s; checkpoints in {save} (loss.png, metrics.jsonl, config.json)")
-    return dict(lm=lm, distill=di)
-
 # %% ../nbs/05_train_lm.ipynb #d6db7d9c
 def train_parser():
-    "The `clip_vlm_train` argument parser: `fit`'s parameters as flags, plus `--demo`."
+    "The `clip_vlm_train` argument parser: `fit`'s parameters as flags."
     from clip_vlm.cli import cli_parser
     p = cli_parser(fit, prog='clip_vlm_train')
     p.description = "Train a CLIP + Qwen-VL connector on nuScenes surround cameras (lm: captions, distill: Qwen-VL's image tokens)."
-    p.add_argument('--demo', dest='demo_', action='store_true',
-                   help='generate sample data and tiny models, then train lm and distill on them (a minute on 2 CPU cores)')
     return p
 
 # %% ../nbs/05_train_lm.ipynb #a44443dd
-def _train_main(demo_:bool=False, **kwargs):
-    "What `clip_vlm_train` runs: `demo` with `--demo`, else `fit`."
-    if demo_: demo(save=kwargs.get('save'), progress=kwargs.get('progress', True))
-    else: fit(**kwargs)
-
 def clip_vlm_train(argv:list=None, # arguments (default `sys.argv[1:]`)
                   ):
-    "Console script: train a CLIP + Qwen-VL connector on nuScenes surround cameras."
-    run_cli(_train_main, argv, prog='clip_vlm_train', parser=train_parser())
+    "`python -m clip_vlm.train`: train a CLIP + Qwen-VL connector on nuScenes surround cameras (`fit`)."
+    run_cli(fit, argv, prog='clip_vlm_train', parser=train_parser())
 
 run_as_module('clip_vlm.train', clip_vlm_train)
