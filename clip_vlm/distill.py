@@ -77,7 +77,7 @@ class FeatureCache:
                 ):
         self.root, self.write_behind = Path(root), write_behind
         self.root.mkdir(parents=True, exist_ok=True)
-        self.hits = self.misses = self.damaged = self.written = 0
+        self.hits = self.misses = self.damaged = self.written = self.unwritten = 0
         self._reported, self._queue, self._thread, self._errors = set(), None, None, []
         self._pending, self._lock = {}, threading.Lock()  # entries queued, not yet on disk: file -> bytes
         self.removed = self._remove_leftovers()
@@ -207,13 +207,14 @@ def put(self:FeatureCache, kind:str, key:str, t:torch.Tensor):
 # %% ../nbs/04_train_distill.ipynb #ab0214ea
 @patch
 def flush(self:FeatureCache) -> int:
-    "Wait until every entry put so far is on disk (the writer thread ends); entries that failed are reported once."
+    "Wait until every entry put so far is on disk (the writer thread ends); failed writes are said once per cache, in one line."
     if self._thread is not None:
         self._queue.put(None); self._thread.join(); self._thread = self._queue = None
     errors, self._errors = self._errors, []
-    if errors:  # a full disk fails every entry: one line, not thousands
+    if errors and not self.unwritten:  # a full disk fails every entry, every epoch: one line, not thousands
         more = f" (and {len(errors) - 1} more entries)" if len(errors) > 1 else ''
         print(f"feature cache: could not write {errors[0]}{more}; training goes on without them", file=sys.stderr, flush=True)
+    self.unwritten += len(errors)
     return self.written
 
 # %% ../nbs/04_train_distill.ipynb #a5bfc335
