@@ -323,6 +323,18 @@ def needs_pixels(self:FrozenFeatures, found:dict) -> bool:
     "Whether a tower must run for a `lookup` result (so its views must be decoded)."
     return any(found[k] is None for k in self.kinds)
 
+# %% ../nbs/04_train_distill.ipynb #9ebc101e
+@patch
+def _recheck(self:FrozenFeatures, items:list):
+    "Take what a worker's `lookup` missed from the cache if this process has put it since (queued or written)."
+    c = self.cache
+    for it in items if c is not None else []:
+        for k in self.kinds:
+            f = c.file(k, it['found']['keys'][k]) if it['found'][k] is None else None
+            with c._lock: known = f is not None and f in c._pending
+            if known or (f is not None and f.exists()):
+                it['found'][k] = c.get(k, it['found']['keys'][k], (len(it['paths']), *self.shape[k]), self.dtype[k])
+
 # %% ../nbs/04_train_distill.ipynb #9def6d8c
 @patch
 def _run_tower(self:FrozenFeatures, kind:str, # 'clip' or 'teacher'
@@ -341,6 +353,7 @@ def _run_tower(self:FrozenFeatures, kind:str, # 'clip' or 'teacher'
 def complete_batch(self:FrozenFeatures, items:list, # dicts with `paths`, `found` (from `lookup`) and `views` (decoded, or None)
                   ) -> tuple:
     "Fill what `items` miss with one call per tower; per-sample `([clip (V,N,d)], [teacher (V,T,d)] or None)`."
+    self._recheck([it for it in items if self.needs_pixels(it['found'])])
     need = [it for it in items if self.needs_pixels(it['found'])]
     for it in need:
         if it.get('views') is None: it['views'] = self.vlm.load_views(paths=it['paths'])
