@@ -4,13 +4,13 @@
 
 # %% ../nbs/04_train_distill.ipynb #c8185e2e
 from __future__ import annotations
-import contextlib, hashlib, json, math, os, queue, re, sys, tempfile, threading, time
+import contextlib, hashlib, json, math, os, queue, re, sys, tempfile, threading, time, zlib
 from pathlib import Path
 import numpy as np
 import torch, torch.nn.functional as F
 from fastcore.basics import patch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save as _save_bytes, load as _load_bytes
 from .crashsafe import pid_alive, follow_umask
 from .cli import first_line
 
@@ -70,15 +70,16 @@ def _finite(t:torch.Tensor) -> bool:
 # %% ../nbs/04_train_distill.ipynb #44cbd548
 class FeatureCache:
     "Frozen-tower outputs, one safetensors file per sample and tower under `root`, written behind the training step."
-    FORMAT = 2  # part of every key: entries of an older layout are never read
+    FORMAT = 3  # part of every key: entries of an older layout are never read (3: each entry carries a CRC-32)
     def __init__(self,
                  root, # cache folder (created if missing)
                  write_behind:bool=True, # write entries from a background thread (`flush` waits for them)
                 ):
         self.root, self.write_behind = Path(root), write_behind
         self.root.mkdir(parents=True, exist_ok=True)
-        self.hits = self.misses = self.damaged = self.written = 0
+        self.hits = self.misses = self.damaged = self.written = self.unwritten = 0
         self._reported, self._queue, self._thread, self._errors = set(), None, None, []
+        self._pending, self._lock = {}, threading.Lock()  # entries queued, not yet on disk: file -> bytes
         self.removed = self._remove_leftovers()
 
 # %% ../nbs/04_train_distill.ipynb #c6ae41c1
@@ -116,15 +117,32 @@ def _report(self:FeatureCache, f, problem):
         self._reported.add(f.name)
         print(f"feature cache: {f} is damaged ({problem}); recomputing it", file=sys.stderr, flush=True)
 
+# %% ../nbs/04_train_distill.ipynb #5a5c47be
+def _checksum(t:torch.Tensor, # a contiguous CPU tensor
+             ) -> str:
+    "CRC-32 of the tensor's bytes as 8 hex digits (fixed width: an entry's size is known before it is written)."
+    return f"{zlib.crc32(t.reshape(-1).view(torch.uint8).numpy()):08x}"
+
 # %% ../nbs/04_train_distill.ipynb #ceefd079
 def _problem(t:torch.Tensor, # an entry as read back
              shape:tuple=None, # expected shape (None: any)
              dtype:torch.dtype=None, # expected dtype (None: any)
+             crc:str=None, # the checksum written with it ('': none was; None: do not check)
             ) -> str|None:
-    "What is wrong with an entry read back (shape, dtype, non-finite values), or None."
+    "What is wrong with an entry read back (shape, dtype, checksum, non-finite values), or None."
     return (f"shape {tuple(t.shape)}, expected {tuple(shape)}" if shape is not None and tuple(t.shape) != tuple(shape)
             else f"dtype {t.dtype}, expected {dtype}" if dtype is not None and t.dtype != dtype
+            else 'no checksum' if crc == ''
+            else f"checksum {_checksum(t)}, written {crc}: its values changed" if crc is not None and _checksum(t) != crc
             else 'non-finite values' if not _finite(t) else None)
+
+# %% ../nbs/04_train_distill.ipynb #d99a0477
+@patch
+def _read(self:FeatureCache, f:Path) -> tuple:
+    "An entry's tensor and its checksum: a queued one from memory (checksum None: nothing to check), else from its file."
+    with self._lock: data = self._pending.get(f)
+    if data is not None: return _load_bytes(data)['t'], None
+    with safe_open(f, 'pt') as g: return g.get_tensor('t'), (g.metadata() or {}).get('crc32', '')
 
 # %% ../nbs/04_train_distill.ipynb #f087679f
 @patch
@@ -132,25 +150,30 @@ def get(self:FeatureCache, kind:str, key:str,
         shape:tuple=None, # expected shape (None: any)
         dtype:torch.dtype=None, # expected dtype (None: any)
        ):
-    "The cached tensor, or None when missing or damaged (unreadable, wrong shape or dtype, non-finite: reported once)."
+    "The cached tensor, or None when missing or damaged (unreadable, wrong shape, dtype or checksum, non-finite: reported once)."
     f = self.file(kind, key)
-    try:
-        with safe_open(f, 'pt') as g: t = g.get_tensor('t')
+    try: t, crc = self._read(f)
     except FileNotFoundError: self.misses += 1; return None
     except Exception as e: t, problem = None, f"unreadable: {first_line(e, limit=200)}"
-    else: problem = _problem(t, shape, dtype)
+    else: problem = _problem(t, shape, dtype, crc)
     if problem: self._report(f, problem); self.misses += 1; return None
     self.hits += 1
     return t
 
+# %% ../nbs/04_train_distill.ipynb #6172ac51
+def _entry(t:torch.Tensor, # a contiguous CPU tensor
+          ) -> bytes:
+    "The bytes of an entry's file: safetensors, with the tensor's CRC-32 in its metadata."
+    return _save_bytes({'t': t}, metadata={'crc32': _checksum(t)})
+
 # %% ../nbs/04_train_distill.ipynb #5c3baf28
 @patch
-def _write(self:FeatureCache, f:Path, t:torch.Tensor):
-    "Write entry `f` atomically: a temporary file beside it, then a rename."
+def _write(self:FeatureCache, f:Path, data:bytes):
+    "Write entry `f` (its file's bytes, from `_entry`) atomically: a temporary file beside it, then a rename."
     f.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=f.parent, prefix=f'.{f.name}.{os.getpid()}-', suffix='.tmp'); os.close(fd)
+    fd, tmp = tempfile.mkstemp(dir=f.parent, prefix=f'.{f.name}.{os.getpid()}-', suffix='.tmp')
     try:
-        save_file({'t': t}, tmp)
+        with os.fdopen(fd, 'wb') as out: out.write(data)
         follow_umask(path=tmp)  # readable like any file the user writes (mkstemp makes it private)
         os.replace(tmp, f)
         self.written += 1
@@ -160,40 +183,50 @@ def _write(self:FeatureCache, f:Path, t:torch.Tensor):
 # %% ../nbs/04_train_distill.ipynb #49893550
 @patch
 def _writer(self:FeatureCache):
-    "The writer thread: write queued entries until `None`, collecting failures for `flush`."
+    "The writer thread: write queued entries until `None` (bytes only, no torch), collecting failures for `flush`."
     while (job := self._queue.get()) is not None:
         try: self._write(*job)
         except Exception as e: self._errors.append(f"{job[0]}: {first_line(e, limit=200)}")
+        finally:
+            with self._lock:  # on disk (or failed: then a miss), unless put again meanwhile
+                if self._pending.get(job[0]) is job[1]: del self._pending[job[0]]
 
 # %% ../nbs/04_train_distill.ipynb #761606fe
 @patch
 def put(self:FeatureCache, kind:str, key:str, t:torch.Tensor):
     "Store `t` atomically (temporary file, then rename); with `write_behind` the caller does not wait."
-    job = (self.file(kind, key), t.detach().to('cpu', copy=True).contiguous())
-    if not self.write_behind: return self._write(*job)
+    f, data = self.file(kind, key), _entry(t.detach().to('cpu').contiguous())  # a copy: `t` may change afterwards
+    if not self.write_behind: return self._write(f, data)
     if self._thread is None:
         self._queue = queue.Queue(maxsize=64)  # bounded: a slow disk slows training rather than filling memory
         self._thread = threading.Thread(target=self._writer, name='feature-cache-writer', daemon=True)
         self._thread.start()
-    self._queue.put(job)
+    with self._lock: self._pending[f] = data
+    self._queue.put((f, data))
 
 # %% ../nbs/04_train_distill.ipynb #ab0214ea
 @patch
 def flush(self:FeatureCache) -> int:
-    "Wait until every entry put so far is on disk (the writer thread ends); entries that failed are reported once."
+    "Wait until every entry put so far is on disk (the writer thread ends); failed writes are said once per cache, in one line."
     if self._thread is not None:
         self._queue.put(None); self._thread.join(); self._thread = self._queue = None
     errors, self._errors = self._errors, []
-    if errors:  # a full disk fails every entry: one line, not thousands
+    if errors and not self.unwritten:  # a full disk fails every entry, every epoch: one line, not thousands
         more = f" (and {len(errors) - 1} more entries)" if len(errors) > 1 else ''
         print(f"feature cache: could not write {errors[0]}{more}; training goes on without them", file=sys.stderr, flush=True)
+    self.unwritten += len(errors)
     return self.written
 
 # %% ../nbs/04_train_distill.ipynb #a5bfc335
 @patch
 def __getstate__(self:FeatureCache):
-    "Data-loader workers get a copy without the writer thread."
-    return {k: v for k, v in self.__dict__.items() if k not in ('_queue', '_thread')} | {'_queue': None, '_thread': None}
+    "Data-loader workers get a copy without the writer thread, its queue and its lock (they read entries from disk)."
+    return {k: v for k, v in self.__dict__.items() if k not in ('_queue', '_thread', '_lock', '_pending')}
+
+@patch
+def __setstate__(self:FeatureCache, state:dict):
+    "A copy gets its own lock and no queued entries; its writer thread starts with its first `put`."
+    self.__dict__.update(state, _queue=None, _thread=None, _lock=threading.Lock(), _pending={})
 
 # %% ../nbs/04_train_distill.ipynb #9094254a
 @patch
@@ -290,6 +323,18 @@ def needs_pixels(self:FrozenFeatures, found:dict) -> bool:
     "Whether a tower must run for a `lookup` result (so its views must be decoded)."
     return any(found[k] is None for k in self.kinds)
 
+# %% ../nbs/04_train_distill.ipynb #9ebc101e
+@patch
+def _recheck(self:FrozenFeatures, items:list):
+    "Take what a worker's `lookup` missed from the cache if this process has put it since (queued or written)."
+    c = self.cache
+    for it in items if c is not None else []:
+        for k in self.kinds:
+            f = c.file(k, it['found']['keys'][k]) if it['found'][k] is None else None
+            with c._lock: known = f is not None and f in c._pending
+            if known or (f is not None and f.exists()):
+                it['found'][k] = c.get(k, it['found']['keys'][k], (len(it['paths']), *self.shape[k]), self.dtype[k])
+
 # %% ../nbs/04_train_distill.ipynb #9def6d8c
 @patch
 def _run_tower(self:FrozenFeatures, kind:str, # 'clip' or 'teacher'
@@ -308,6 +353,7 @@ def _run_tower(self:FrozenFeatures, kind:str, # 'clip' or 'teacher'
 def complete_batch(self:FrozenFeatures, items:list, # dicts with `paths`, `found` (from `lookup`) and `views` (decoded, or None)
                   ) -> tuple:
     "Fill what `items` miss with one call per tower; per-sample `([clip (V,N,d)], [teacher (V,T,d)] or None)`."
+    self._recheck([it for it in items if self.needs_pixels(it['found'])])
     need = [it for it in items if self.needs_pixels(it['found'])]
     for it in need:
         if it.get('views') is None: it['views'] = self.vlm.load_views(paths=it['paths'])
@@ -342,9 +388,10 @@ def __call__(self:FrozenFeatures, paths) -> tuple:
 def entry_bytes(shape:tuple, # the entry's tensor shape `(V, N, d)`
                 block:int=4096, # file-system block size to round up to (0: the file's length)
                ) -> int:
-    "Size of one 16-bit cache entry on disk: safetensors' 8-byte length, its JSON header (8-aligned) and the values."
+    "Size of one 16-bit cache entry on disk: safetensors' 8-byte length, its JSON header with the checksum (8-aligned) and the values."
     n = 2*math.prod(shape)
-    header = json.dumps({'t': {'dtype': 'BF16', 'shape': list(shape), 'data_offsets': [0, n]}}, separators=(',', ':'))
+    header = json.dumps({'__metadata__': {'crc32': '0'*8}, 't': {'dtype': 'BF16', 'shape': list(shape), 'data_offsets': [0, n]}},
+                        separators=(',', ':'))
     size = 8 + -(-len(header)//8)*8 + n
     return -(-size//block)*block if block else size
 

@@ -291,13 +291,18 @@ def _disk_bytes(folder:Path) -> int:
 def _cache_disk(cache_dir, # the --cache-dir folder
                 need:int, # bytes the cache will take
                ) -> dict:
-    "The cache's folder, what it holds already, its disk's free space, whether that disk is slow and whether `need` fits."
+    "The cache's folder, what it holds already, its disk's free space, whether that disk is slow and whether `need` fits (None: only if the entries there are this run's)."
     root = Path(cache_dir).expanduser()/'features'
     probe = root
     while not probe.exists() and probe != probe.parent: probe = probe.parent
     out = dict(cache_dir=str(root), cache_existing_bytes=_disk_bytes(root), free_bytes=shutil.disk_usage(probe).free,
                slow_disk=slow_disk(root))
-    out['fits'] = need <= out['free_bytes'] + out['cache_existing_bytes']
+    free, there = out['free_bytes'], out['cache_existing_bytes']
+    out['fits'] = True if need <= free else False if need > free + there else None
+    if out['fits'] is None:
+        out['fits_note'] = (f"the cache needs {_gb(need)} and its disk has less free: it fits only if the {_gb(there)} in the folder "
+                            "are this run's entries (the same images, models and settings; known once the models load), "
+                            "otherwise the entries that do not fit are not written")
     return out
 
 # %% ../nbs/05_plan.ipynb #3a70f784
