@@ -344,10 +344,10 @@ class Samples(list):
 # %% ../nbs/00_data.ipynb #03465abe
 def image_problem(p, # an image file
                  ) -> str|None:
-    "Why the image at `p` cannot be used ('missing', 'empty', 'unreadable'), or None; a JPEG's two ends are read, not decoded."
+    "Why the image at `p` cannot be used ('missing', 'not a regular file', 'empty', 'unreadable'), or None; a JPEG's two ends are read, not decoded."
     try: st = os.stat(p)
     except (OSError, ValueError): return 'missing'
-    if not stat.S_ISREG(st.st_mode): return 'missing'
+    if not stat.S_ISREG(st.st_mode): return 'not a regular file'  # a FIFO or a device: opening it could block forever
     if st.st_size == 0: return 'empty'
     try:
         with open(p, 'rb') as f:
@@ -405,7 +405,7 @@ def select_samples(candidates, # `Sample`s whose views hold at least the request
         views, miss = _views(s, cameras)
         if miss:
             cam, p, why = miss
-            if require_files: summ['dropped']['unreadable_files' if why == 'unreadable' else 'missing_files'] += 1; continue
+            if require_files: summ['dropped']['unreadable_files' if why in ('unreadable', 'not a regular file') else 'missing_files'] += 1; continue
             where = f"image {p} is {why}" + (" (not a complete image)" if why == 'unreadable' else '') if p is not None else "image is not listed"
             raise UserError(f"sample {s.token}: {cam} {where}; pass --require-files to skip samples whose images are missing or unreadable")
         kept.append(Sample(s.token, s.scene, views, cap))
