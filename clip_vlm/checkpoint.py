@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from .cli import UserError, first_line
 from .data import CAMERAS
-from .crashsafe import replace_dir, temp_dir_for
+from .crashsafe import follow_umask, replace_dir, temp_dir_for
 
 # %% auto #0
 __all__ = ['FORMAT_VERSION', 'CONFIG_KEYS', 'package_versions', 'checkpoint_config', 'write_checkpoint', 'read_checkpoint_config',
@@ -61,7 +61,7 @@ def write_checkpoint(path, # checkpoint folder (replaced if it exists)
         save_file({k: v.detach().to('cpu').contiguous() for k, v in connector.items()}, tmp/'connector.safetensors', metadata={'format': 'pt'})
         if adapter is not None: adapter(tmp/'adapter')
         if extra is not None: extra(tmp)
-        os.chmod(tmp, 0o755)
+        for f in (tmp, *tmp.rglob('*')): follow_umask(f)  # safetensors and mkdtemp make them private (0600, 0700)
         replace_dir(tmp, path)
     finally: shutil.rmtree(tmp, ignore_errors=True)
     return path
