@@ -336,9 +336,10 @@ def format_cost(c:dict) -> str:
     lines = [f"tokens per sample: {c['image_tokens_per_sample']:g} image tokens for the LLM ({c['image_tokens_per_view']} per view); "
              f"CLIP reads {c['clip_tokens_per_view']} patches per view"]
     per = ' + '.join(f"{k} {v/1e6:.2f} MB" for k, v in c['bytes_per_view'].items())
-    where = (f" in {c['cache_dir']}: {_gb(c['free_bytes'])} free on its disk" + (f", {_gb(c['cache_existing_bytes'])} already cached" if c['cache_existing_bytes'] else '')
+    where = (f" in {c['cache_dir']}: {_gb(c['free_bytes'])} free on its disk" + (f", {_gb(c['cache_existing_bytes'])} of entries already in the folder" if c['cache_existing_bytes'] else '')
              if 'cache_dir' in c else ' (no --cache-dir: nothing is cached)')
     lines.append(f"feature cache: {_gb(c['cache_bytes'])} in {c['cache_files']:,} files for {c['samples']:,} samples ({per} per view){where}")
+    if c.get('fits_note'): lines.append(f"note: {c['fits_note']}")
     if c.get('slow_disk'): lines.append(f"warning: --cache-dir {c['cache_dir']} is on {c['slow_disk']}, which is slow; put the cache on a local disk")
     return '\n'.join(lines)
 
@@ -362,7 +363,7 @@ def load_samples(a:AttrDict, # the run's arguments (`fit_args`)
     if a.dry_run or a.cache_dir:
         cost = run_cost(a, list(samples) + list(val or []))
         samples.summary['cost'] = cost
-        if main and ((a.dry_run and not quiet) or cost.get('slow_disk')): print(format_cost(cost))
+        if main and ((a.dry_run and not quiet) or cost.get('slow_disk') or cost.get('fits_note')): print(format_cost(cost))
     if main and not quiet: samples.show_summary()
     if a.dry_run: return samples, val
     dropped = samples.summary.get('dropped', {})
