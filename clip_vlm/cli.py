@@ -67,8 +67,10 @@ def cli_parser(func, # function whose annotated parameters become flags
     p._negative_number_matcher = _NUMBER  # `--lr -1e-3` is a value (then refused by range checks), not a flag
     for a in p._actions:
         if a.type is list: a.type, a.nargs = str, '+'  # `cameras:list` takes `--cameras CAM_FRONT CAM_BACK`
+        if a.help and re.search(r'\bdefault\b', re.sub(r'\s*\(default: .*\)$', '', a.help)):  # the docment says its default
+            a.help = re.sub(r'\s*\(default: .*\)$', '', a.help)  # in words: not twice
         if isinstance(a, argparse._StoreFalseAction) and a.help:  # `progress:bool=True` becomes `--no-progress`
-            a.help = 'turn off: ' + re.sub(r'\s*\(default: True\)$', '', a.help)
+            a.help = 'do not ' + re.sub(r'\s*\(default: True\)$', '', a.help)
         for s in list(a.option_strings):
             if s.startswith('--') and '_' in s:
                 h = s.replace('_', '-')
@@ -95,6 +97,9 @@ def run_cli(func, # function to run with the parsed flags
     except UserError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         raise SystemExit(2)
+    except KeyboardInterrupt as e:  # Ctrl-C: one line (what the program says it saved), the shell's status 130
+        print(f"{prog}: {e or 'interrupted'}", file=sys.stderr)
+        raise SystemExit(130)
 
 # %% ../nbs/00_cli.ipynb #d9860571
 def check_number(flag:str, # the flag's name as the user writes it, e.g. '--lr'

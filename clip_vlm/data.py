@@ -451,7 +451,7 @@ def data_args(dataset:str='nuscenes', # data source: nuscenes, nuinteract or ove
               require_files:bool=False, # drop samples missing an image instead of stopping (partial downloads)
               max_samples:int=None, # keep at most this many samples, after filtering
               split:str='all', # official scene split: train, val or all
-              cache_dir:str=None, # nuScenes index cache folder (default $CLIP_VLM_CACHE or ~/.cache/clip_vlm)
+              cache_dir:str=None, # cache folder: the nuScenes index (default $CLIP_VLM_CACHE or ~/.cache/clip_vlm); in training also the frozen features (none without it)
              ):
     "The dataset flags, defaults filled in, as an `AttrDict`: the one place they are declared."
     return AttrDict(locals())
