@@ -531,7 +531,8 @@ def _cli_samples(images, # --images CAM=PATH ... (None: the dataset flags)
         raise UserError("nothing to caption: give the dataset flags (--dataset, --nusc-root or --overlap-export-dir, ...) or --images CAM=PATH ...")
     samples = build_samples(mode='lm' if eval else 'distill', **kwargs)
     if 'shuffled' in baselines: derangement([s for s in samples if s.caption is not None])
-    if not quiet: print('\n'.join(format_summary(summary=samples.summary).splitlines()[:-1]), file=sys.stderr)
+    shown = {k: v for k, v in samples.summary.items() if k != 'mode'}  # the data's mode (captions needed or not), not the checkpoint's
+    if not quiet: print('\n'.join(format_summary(summary=shown).splitlines()[:-1]), file=sys.stderr)
     if not samples: raise UserError("no samples to caption after filtering; see the summary above")
     return samples
 
