@@ -246,6 +246,7 @@ class Run:
     last_save:float=0.0 # when the last checkpoint was written (`monotonic`): `--save-every 20m`
     tracker_name:str=None # the run's name in the trackers
     digest0:str=None # `weights_digest` of the trainable weights when training started
+    saved_step:int=None # the optimizer step of the last checkpoint this run wrote
     def __repr__(self):
         return (f"Run({self.args.mode}, {len(self.samples)} samples, {len(self.loader)} batches per epoch, "
                 f"epoch {self.pos.epoch}/{self.args.epochs}, step {self.pos.step}/{self.total_steps}, "
@@ -490,7 +491,7 @@ def save_run(run:Run, # the run
         with writing(Path(a.save).parent, what=f"write the checkpoint {a.save}"):
             save_checkpoint(a.save, run.acc.unwrap_model(run.model), run.opt, state, run.history,
                             dict(mode=a.mode, training_args=a.record, best=run.best), best=best)
-    run.last_save = time.monotonic()
+    run.last_save, run.saved_step = time.monotonic(), run.pos.step
 
 # %% ../nbs/05_train_lm.ipynb #1481d3fe
 def update_best(run:Run, # the run, its last record holding `val_loss`
@@ -548,6 +549,14 @@ def finish_run(run:Run, # the run
                         f"the learning rate too small to change a float32 weight); check --lr and the data" + (f" ({a.save} holds the unchanged weights)" if a.save else ''))
     return vlm.eval(), run.history
 
+# %% ../nbs/05_train_lm.ipynb #cedcf56a
+def _interrupted(run:Run) -> str:
+    "What a Ctrl-C ends with: where the run stopped and the last checkpoint it wrote, with how to continue."
+    a = run.args
+    where = f"interrupted in epoch {run.pos.epoch + 1} after step {run.pos.step}"
+    if run.saved_step is None: return where + ("; nothing saved yet" if a.save else "; nothing saved (no --save)")
+    return where + f"; the last checkpoint, {a.save}, holds step {run.saved_step}: continue with --resume {a.save}"
+
 # %% ../nbs/05_train_lm.ipynb #5267b9c9
 @delegates(fit_args)
 def fit(quiet:bool=False, # print only the epoch lines: no dataset summary, cost, resume or closing line
@@ -564,15 +573,17 @@ def fit(quiet:bool=False, # print only the epoch lines: no dataset summary, cost
             if run.main and not quiet: print(f"feature cache: {rec['views_computed']} views computed, {rec['hits']} entries already there, in {a.cache_dir}")
             _release(run); acc.end_training()
             return run.vlm.eval(), [rec]
-        for epoch in range(run.pos.epoch, a.epochs):
-            rec = train_epoch(run, epoch, save_run if a.save is not None and a.save_every is not None else None)
-            if run.val is not None and len(run.val): rec['val_loss'] = eval_loss(run, run.val, run.val_items)
-            run.history.append(rec)
-            _log(run, {'train/epoch_loss': rec['loss'], **({'val/loss': rec['val_loss']} if 'val_loss' in rec else {})})
-            if run.main: print(f"{a.mode} epoch {epoch + 1}/{a.epochs}: loss {rec['loss']:.4f}"
-                               + (f", val {rec['val_loss']:.4f}" if 'val_loss' in rec else ''))
-            best = update_best(run)
-            if a.save is not None: save_run(run, best=best)
+        try:
+            for epoch in range(run.pos.epoch, a.epochs):
+                rec = train_epoch(run, epoch, save_run if a.save is not None and a.save_every is not None else None)
+                if run.val is not None and len(run.val): rec['val_loss'] = eval_loss(run, run.val, run.val_items)
+                run.history.append(rec)
+                _log(run, {'train/epoch_loss': rec['loss'], **({'val/loss': rec['val_loss']} if 'val_loss' in rec else {})})
+                if run.main: print(f"{a.mode} epoch {epoch + 1}/{a.epochs}: loss {rec['loss']:.4f}"
+                                   + (f", val {rec['val_loss']:.4f}" if 'val_loss' in rec else ''))
+                best = update_best(run)
+                if a.save is not None: save_run(run, best=best)
+        except KeyboardInterrupt: raise KeyboardInterrupt(_interrupted(run)) from None  # Ctrl-C: one line, what is saved
         return finish_run(run)
 
 # %% ../nbs/05_train_lm.ipynb #d6db7d9c
