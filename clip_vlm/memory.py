@@ -316,13 +316,13 @@ def run_memory(clip_config, # CLIP's config
                tokenizer=None, # the Qwen tokenizer, if at hand
                processes:int=None, # GPUs training together (default: $WORLD_SIZE, else 1)
               ) -> dict:
-    "`estimate_memory` for a run: its flags, its longest samples, bf16 weights where CUDA runs it (float32 on the CPU)."
+    "`estimate_memory` for a run: its flags and its longest samples, priced on a GPU (bf16 or fp16 weights and activations)."
     g = check_geometry(clip_config=clip_config, qwen_config=qwen_config, image_size=a['size'])
     views = max([len(s.views) for s in samples] or [6])
     text, cap = text_tokens(samples, tokenizer, a.get('prompt') or '', g.grid, a['batch_size']) if a['mode'] == 'lm' else (0, 0)
     return estimate_memory(clip_config, qwen_config, a['mode'], views, a['size'], a['batch_size'], text, cap, a['qwen_quant'],
                            a['lora_r'] if a['use_lora'] else None, a['lora_dropout'], bool(a.get('gradient_checkpointing')),
-                           processes or int(os.environ.get('WORLD_SIZE', 1)), dtype_bytes=2 if torch.cuda.is_available() else 4)
+                           processes or int(os.environ.get('WORLD_SIZE', 1)))
 
 # %% ../nbs/05_memory.ipynb #d10c0533
 def memory_table(sizes=('3B', '7B', '32B', '72B'), # Qwen2.5-VL sizes
