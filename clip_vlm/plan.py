@@ -19,6 +19,7 @@ from .image import CLIP_MODEL, QWEN_MODEL, IMAGE_SIZE
 from .lm import DEFAULT_PROMPT
 from .checkpoint import check_save_target, read_checkpoint_config
 from .distill import cache_estimate, slow_disk
+from .memory import run_memory, format_memory, check_gpu_memory, cuda_memory
 
 # %% auto #0
 __all__ = ['FIT_RANGES', 'TRACKERS', 'parse_every', 'read_training_state', 'load_optimizer', 'load_optimizer_state',
@@ -175,6 +176,8 @@ def check_fit_args(a:dict, # `fit`'s arguments by name
     for k, rule in FIT_RANGES.items(): a[k] = check_number('--' + k.replace('_', '-'), a[k], **rule)
     if a.mode == 'distill' and a.use_lora:
         raise UserError("--use-lora trains the LLM, which --mode distill never runs; drop --use-lora or use --mode lm")
+    if a.mode == 'distill' and a.gradient_checkpointing:
+        raise UserError("--gradient-checkpointing recomputes the LLM's layers, which --mode distill never runs; drop it or use --mode lm")
     _check_folders(a); ck = _check_resume(a); _check_splits(a)
     if CHAT_TOKEN.search(str(a.prompt)):
         raise UserError(f"--prompt: holds the chat token {CHAT_TOKEN.search(str(a.prompt))[0]}, which would end the turn early; remove it")
@@ -216,6 +219,8 @@ def fit_args(mode:str='lm', # lm (caption cross-entropy) or distill (match Qwen-
              mixed_precision:str='auto', # auto (bf16/fp16 on GPU, none on CPU), no, bf16 or fp16
              workers:int=None, # data-loader worker processes (default: 0 on the CPU; where CUDA is present, up to 8)
              compile:bool=False, # torch.compile the frozen towers' and the LLM's layers (GPU: ~20 s once, then faster steps)
+             gradient_checkpointing:bool=False, # lm: recompute the LLM's layers in the backward pass (far less activation memory, about a third more compute)
+             ignore_memory_estimate:bool=False, # train even when the GPU memory estimate exceeds the GPU's memory
              save:str=None, # checkpoint folder, written at the end of every epoch (default: the --resume folder)
              save_every:str=None, # also checkpoint inside epochs: every N optimizer steps (500) or minutes of training (20m)
              resume:str=None, # continue from this checkpoint folder
@@ -305,11 +310,22 @@ def _cache_disk(cache_dir, # the --cache-dir folder
                             "otherwise the entries that do not fit are not written")
     return out
 
+# %% ../nbs/05_plan.ipynb #b7d2e9a1
+def _memory(a:AttrDict, samples:list, ccfg, qcfg, qwen_id, ck:dict) -> dict:
+    "The run's GPU memory estimate (`clip_vlm.memory.run_memory`), with a resumed checkpoint's quantisation and LoRA."
+    from transformers import AutoTokenizer
+    try: tok = AutoTokenizer.from_pretrained(str(qwen_id))
+    except Exception: tok = None  # not at hand: the estimate counts characters
+    lora = ck.get('lora') or {}
+    s = dict(a, qwen_quant=ck.get('quant') or a.qwen_quant, use_lora=bool(lora) or a.use_lora, lora_r=lora.get('r') or a.lora_r,
+             lora_dropout=lora.get('dropout', a.lora_dropout), prompt=ck.get('prompt') or a.prompt, size=a.size)
+    return run_memory(ccfg, qcfg, samples, s, tok)
+
 # %% ../nbs/05_plan.ipynb #3a70f784
 def run_cost(a:AttrDict, # the run's arguments
              samples:list, # every sample whose features the run caches (training and validation)
             ) -> dict:
-    "Tokens per sample and the feature cache's size on disk against its disk's free space, from the model configs alone."
+    "Tokens per sample, the feature cache's size on disk against its disk's free space and the GPU memory estimate, from the model configs alone."
     ck = read_checkpoint_config(a.resume) if a.resume is not None else {}
     clip_id, qwen_id = a.clip_model or ck.get('clip_model') or CLIP_MODEL, a.qwen_model or ck.get('qwen_model') or QWEN_MODEL
     size = tuple(ck['image_size']) if ck.get('image_size') and a.image_size is None else a.size
@@ -327,6 +343,7 @@ def run_cost(a:AttrDict, # the run's arguments
                bytes_per_view=est['bytes_per_view'])
     out['image_tokens_per_sample'] = round(out['image_tokens_per_view']*out['views']/max(1, len(views)), 1)
     if a.cache_dir: out.update(_cache_disk(a.cache_dir, need=est['bytes']))
+    out['memory'] = _memory(a, samples, ccfg, qcfg, qwen_id, ck)
     return out
 
 # %% ../nbs/05_plan.ipynb #8d6b3afc
@@ -339,6 +356,7 @@ def format_cost(c:dict) -> str:
     where = (f" in {c['cache_dir']}: {_gb(c['free_bytes'])} free on its disk" + (f", {_gb(c['cache_existing_bytes'])} of entries already in the folder" if c['cache_existing_bytes'] else '')
              if 'cache_dir' in c else ' (no --cache-dir: nothing is cached)')
     lines.append(f"feature cache: {_gb(c['cache_bytes'])} in {c['cache_files']:,} files for {c['samples']:,} samples ({per} per view){where}")
+    if c.get('memory'): lines.append(format_memory(c['memory']))
     if c.get('fits_note'): lines.append(f"note: {c['fits_note']}")
     if c.get('slow_disk'): lines.append(f"warning: --cache-dir {c['cache_dir']} is on {c['slow_disk']}, which is slow; put the cache on a local disk")
     return '\n'.join(lines)
@@ -366,6 +384,9 @@ def load_samples(a:AttrDict, # the run's arguments (`fit_args`)
         if main and ((a.dry_run and not quiet) or cost.get('slow_disk') or cost.get('fits_note')): print(format_cost(cost))
     if main and not quiet: samples.show_summary()
     if a.dry_run: return samples, val
+    if not a.ignore_memory_estimate and cuda_memory() is not None:  # on the CPU nothing is refused
+        mem = (samples.summary.get('cost') or run_cost(a, list(samples))).get('memory')
+        if mem: check_gpu_memory(mem, *cuda_memory())
     dropped = samples.summary.get('dropped', {})
     if len(samples) == 0 and a.split != 'all' and samples.summary.get('in_split') == 0:
         raise UserError(f"--split {a.split}: none of the {dropped.get('outside_split', 0)} samples is in the official {a.split} "

@@ -20,6 +20,7 @@ from .image import CLIP_MODEL, QWEN_MODEL, IMAGE_SIZE, load_views
 from .distill import FeatureCache, FrozenFeatures, distill_batch_loss
 from .plan import fit_args, hold_save, load_samples, make_accelerator, lr_at, load_optimizer, load_optimizer_state, read_training_state
 from .checkpoint import resolve_checkpoint
+from .memory import checkpoint_llm
 
 # %% auto #0
 __all__ = ['lm_items', 'lm_batch_loss', 'EpochSampler', 'SampleData', 'Position', 'plot_history', 'save_checkpoint',
@@ -207,14 +208,15 @@ def load_model(a:AttrDict, # the run's arguments
                device, # where the model goes (the accelerator's device)
                cameras=None, # the dataset's cameras, in order (a new model's camera embeddings)
               ) -> CLIPQwenVLM:
-    "A new `CLIPQwenVLM` from the model ids, or with `resume` the checkpoint's model, ready to train."
+    "A new `CLIPQwenVLM` from the model ids, or with `resume` the checkpoint's model, ready to train (LLM checkpointed with `gradient_checkpointing`)."
     if a.resume is not None:
-        return CLIPQwenVLM.from_pretrained(a.resume, clip_model=a.clip_model, qwen_model=a.qwen_model, device=device,
-                                           is_trainable=True)
-    return CLIPQwenVLM.build(a.clip_model or CLIP_MODEL, a.qwen_model or QWEN_MODEL, quant=a.qwen_quant, use_lora=a.use_lora,
-                             lora_r=a.lora_r, lora_alpha=a.lora_alpha, lora_dropout=a.lora_dropout, cameras=cameras or None,
-                             image_size=a.size, clip_layer=a.clip_layer, prompt=a.prompt, fusion_layers=a.fusion_layers,
-                             device=device, seed=a.seed)
+        vlm = CLIPQwenVLM.from_pretrained(a.resume, clip_model=a.clip_model, qwen_model=a.qwen_model, device=device,
+                                          is_trainable=True)
+    else: vlm = CLIPQwenVLM.build(a.clip_model or CLIP_MODEL, a.qwen_model or QWEN_MODEL, quant=a.qwen_quant, use_lora=a.use_lora,
+                                  lora_r=a.lora_r, lora_alpha=a.lora_alpha, lora_dropout=a.lora_dropout, cameras=cameras or None,
+                                  image_size=a.size, clip_layer=a.clip_layer, prompt=a.prompt, fusion_layers=a.fusion_layers,
+                                  device=device, seed=a.seed)
+    return checkpoint_llm(vlm) if a.get('gradient_checkpointing') else vlm  # --gradient-checkpointing (lm mode only)
 
 # %% ../nbs/05_train_lm.ipynb #30d39db9
 @dataclass(repr=False)
