@@ -120,29 +120,37 @@ def _gradio():
     except ImportError: raise UserError("the app needs gradio: pip install 'clip_vlm[app]'") from None
     return gr
 
-# %% ../nbs/09_app.ipynb #8ef6ab2b
-def _safe_image(gr, slot):
-    "`slot`, a gradio `Image` whose upload of something that is not an image is a message on the page, not a traceback."
-    plain = slot.preprocess
+# %% ../nbs/09_app.ipynb #f628d571
+def _quiet(gr, comp, # a gradio input component
+           why=None, # `why(payload)`: the message when its check fails (default: gradio's own)
+          ):
+    "`comp`, its input check failing as a message on the page, not a traceback in the server log."
+    plain = comp.preprocess
     def preprocess(payload):
         try: return plain(payload)
-        except Exception:
-            name = Path(getattr(payload, 'orig_name', None) or getattr(payload, 'path', None) or 'the file').name
-            raise gr.Error(f"{slot.label}: {name} is not an image", print_exception=False) from None
-    slot.preprocess = preprocess
-    return slot
+        except Exception as e:
+            msg = why(payload) if why else getattr(e, 'message', None) or str(e)
+            raise gr.Error(msg, print_exception=False) from None
+    comp.preprocess = preprocess
+    return comp
 
-# %% ../nbs/09_app.ipynb #21910b88
+# %% ../nbs/09_app.ipynb #35e6e9ce
+def _upload_name(payload) -> str:
+    "The name of an uploaded file as its owner called it."
+    return Path(getattr(payload, 'orig_name', None) or getattr(payload, 'path', None) or 'the file').name
+
+# %% ../nbs/09_app.ipynb #8b7de0ca
 def _slots(gr, cameras) -> dict:
     "One image slot per camera, in rows as the car sees them; `{camera: slot}` in the checkpoint's order."
     slots = {}
     for row in camera_grid(cameras):
         with gr.Row():
             for c in row:
-                slots[c] = _safe_image(gr, gr.Image(label=c, type='filepath', image_mode=None, sources=['upload', 'clipboard'], height=220, elem_id=c))
+                img = gr.Image(label=c, type='filepath', image_mode=None, sources=['upload', 'clipboard'], height=220, elem_id=c)
+                slots[c] = _quiet(gr, img, lambda payload, c=c: f"{c}: {_upload_name(payload)} is not an image")
     return {c: slots[c] for c in cameras}
 
-# %% ../nbs/09_app.ipynb #599908e6
+# %% ../nbs/09_app.ipynb #8611d372
 def _settings(gr, prompt:str) -> list:
     "The prompt and decoding controls, in `caption_views`' order after the images."
     p = gr.Textbox(value=prompt, label='prompt', lines=2, elem_id='prompt')
@@ -154,16 +162,16 @@ def _settings(gr, prompt:str) -> list:
             tk = gr.Number(0, label='top k (sample; 0: off)', precision=0, minimum=0)
             s = gr.Number(0, label='seed (sample)', precision=0, minimum=0)
             n = gr.Number(128, label='max new tokens', precision=0, minimum=1)
-    return [p, d, t, tp, tk, s, n]
+    return [_quiet(gr, c) for c in (p, d, t, tp, tk, s, n)]
 
-# %% ../nbs/09_app.ipynb #4b820931
+# %% ../nbs/09_app.ipynb #54505371
 def _header(vlm) -> str:
     "The page's title: the checkpoint, its mode and cameras."
     meta = getattr(vlm, 'metadata', {}) or {}
     name = Path(getattr(vlm, 'checkpoint_dir', '') or 'model').name
     return f"## clip_vlm captions\nCheckpoint **{name}** ({meta.get('mode', '?')} mode), cameras {', '.join(vlm.cameras)}."
 
-# %% ../nbs/09_app.ipynb #aded8f51
+# %% ../nbs/09_app.ipynb #8c771934
 def _picker(gr, samples, slots:dict, reference):
     "A list of the dataset's samples; picking one puts its views in the slots and its caption in `reference`."
     by = {s.token: s for s in samples}
@@ -175,7 +183,7 @@ def _picker(gr, samples, slots:dict, reference):
     pick.change(show, pick, [*slots.values(), reference], api_name='sample')
     return pick
 
-# %% ../nbs/09_app.ipynb #e96b8fe6
+# %% ../nbs/09_app.ipynb #80822f4f
 def _caption_fn(gr, vlm):
     "The button's function: `caption_views` with a `UserError` shown on the page (and returned by the API), not logged."
     n = len(vlm.cameras)
@@ -187,7 +195,7 @@ def _caption_fn(gr, vlm):
     caption.__signature__ = sig.replace(parameters=cams + list(sig.parameters.values())[2:])
     return caption
 
-# %% ../nbs/09_app.ipynb #0d3b3671
+# %% ../nbs/09_app.ipynb #a9c5fd85
 def build_app(checkpoint=None, # checkpoint folder written by `clip_vlm_train --save` (or give `vlm`)
               vlm=None, # an already loaded `CLIPQwenVLM` (default: `load_checkpoint(checkpoint, **kwargs)`)
               samples=None, # `Sample`s to pick from, their captions shown as references (`app_samples`)
@@ -199,20 +207,21 @@ def build_app(checkpoint=None, # checkpoint folder written by `clip_vlm_train --
     vlm = vlm if vlm is not None else load_checkpoint(checkpoint, **kwargs)
     with gr.Blocks(title='clip_vlm captions') as app:
         gr.Markdown(_header(vlm))
+        ref = gr.Textbox(label='reference caption', lines=4, elem_id='reference', visible=bool(samples), render=False)
         slots = _slots(gr, vlm.cameras)
-        with gr.Row():
-            out = gr.Textbox(label='caption', lines=4, elem_id='caption', buttons=['copy'])
-            ref = gr.Textbox(label='reference caption', lines=4, elem_id='reference', visible=bool(samples))
         if samples: _picker(gr, samples, slots, ref)
         settings = _settings(gr, vlm.prompt)
         button = gr.Button('Caption', variant='primary', elem_id='run')
+        with gr.Row():
+            out = gr.Textbox(label='caption', lines=4, elem_id='caption', buttons=['copy'])
+            ref.render()
         button.click(_caption_fn(gr, vlm), [*slots.values(), *settings], out, api_name='caption')
         rows = example_views(vlm.cameras) if examples is True else (examples or [])
         if rows: gr.Examples(rows, list(slots.values()), label='examples from the sample data')
     app.clip_vlm_paths = sorted({str(Path(p).parent.absolute()) for s in samples or [] for p in s.views.values()})
     return app
 
-# %% ../nbs/09_app.ipynb #5ae16745
+# %% ../nbs/09_app.ipynb #4b18d1fc
 def free_port(host:str='127.0.0.1', # the address to listen on
              ) -> int:
     "A TCP port free on `host` now (the system's pick): for tests and a second app beside a first."
@@ -220,7 +229,7 @@ def free_port(host:str='127.0.0.1', # the address to listen on
         s.bind((host, 0))
         return s.getsockname()[1]
 
-# %% ../nbs/09_app.ipynb #bdf83a7b
+# %% ../nbs/09_app.ipynb #fc92ad9e
 def check_port(host:str, # the address to listen on
                port:int, # the port
               ) -> int:
@@ -231,7 +240,7 @@ def check_port(host:str, # the address to listen on
         except OSError as e: raise UserError(f"--host {host} --port {port}: cannot listen there ({e.strerror or e}); pick another --port") from None
     return port
 
-# %% ../nbs/09_app.ipynb #73de66b7
+# %% ../nbs/09_app.ipynb #c372a637
 def serve(app, # a page from `build_app`
           host:str='127.0.0.1', # the address to listen on (127.0.0.1: this machine only)
           port:int=7860, # the port
@@ -243,7 +252,7 @@ def serve(app, # a page from `build_app`
                allowed_paths=getattr(app, 'clip_vlm_paths', []))
     return app.local_url
 
-# %% ../nbs/09_app.ipynb #b75a7cb1
+# %% ../nbs/09_app.ipynb #f9b9d4ec
 SPACE_APP = """\
 # A Hugging Face Space showing a clip_vlm checkpoint: written by `clip_vlm_app --write-space`.
 # The checkpoint lies beside this file in checkpoint/ (or set CLIP_VLM_CHECKPOINT to another folder).
@@ -255,7 +264,7 @@ if __name__ == '__main__':  # a Space sets GRADIO_SERVER_NAME=0.0.0.0; elsewhere
     serve(app, host=os.environ.get('GRADIO_SERVER_NAME', '127.0.0.1'), port=int(os.environ.get('GRADIO_SERVER_PORT', 7860)))
 """
 
-# %% ../nbs/09_app.ipynb #c21cca97
+# %% ../nbs/09_app.ipynb #3786064e
 def _space_card(title:str) -> str:
     "The Space's README.md: its metadata (gradio SDK, `app.py`) and a line on what it shows."
     try:
@@ -265,10 +274,10 @@ def _space_card(title:str) -> str:
     return (f"---\ntitle: {title}\nsdk: gradio\nsdk_version: {sdk}\napp_file: app.py\npinned: false\n---\n\n"
             "Captions of a car's surround cameras by a clip_vlm checkpoint (CLIP + Qwen-VL connector).\n")
 
-# %% ../nbs/09_app.ipynb #57b5fb10
+# %% ../nbs/09_app.ipynb #87baf1c3
 SPACE_FILES = ('config.json', 'connector.safetensors', 'adapter')  # what a checkpoint's model needs (no optimizer, no logs)
 
-# %% ../nbs/09_app.ipynb #d04d086a
+# %% ../nbs/09_app.ipynb #6c5e8aa5
 def make_space(out, # a new (or empty) folder to write
                 checkpoint, # the checkpoint folder whose model the Space shows (its `best/` when it has one)
                 last:bool=False, # the last model even when the checkpoint keeps a `best/` one
@@ -288,7 +297,7 @@ def make_space(out, # a new (or empty) folder to write
     (out/'README.md').write_text(_space_card(f"clip_vlm {src.absolute().name}"))
     return out
 
-# %% ../nbs/09_app.ipynb #905f51f7
+# %% ../nbs/09_app.ipynb #ab3d9cd2
 @delegates(data_args)
 def _app_main(checkpoint:str=None, # checkpoint folder written by clip_vlm_train --save
               host:str='127.0.0.1', # address to listen on (127.0.0.1: this machine only; 0.0.0.0: every interface)
@@ -312,11 +321,11 @@ def _app_main(checkpoint:str=None, # checkpoint folder written by clip_vlm_train
     print(f"clip_vlm_app: serving {checkpoint} on http://{host}:{port} (Ctrl-C stops it)", flush=True)
     serve(app, host, port)
 
-# %% ../nbs/09_app.ipynb #c2d15700
+# %% ../nbs/09_app.ipynb #5d360f65
 def clip_vlm_app(argv:list=None, # arguments (default `sys.argv[1:]`)
                 ):
     "Console script: serve the captioning page of a checkpoint; bad input is one line on stderr and exit status 2."
     run_cli(func=_app_main, argv=argv, prog='clip_vlm_app')
 
-# %% ../nbs/09_app.ipynb #25848234
+# %% ../nbs/09_app.ipynb #6b3b349e
 run_as_module(module='clip_vlm.app', main=clip_vlm_app)
