@@ -15,8 +15,8 @@ from .crashsafe import pid_alive, follow_umask
 from .cli import first_line
 
 # %% auto #0
-__all__ = ['SLOW_FS', 'content_key', 'model_fingerprint', 'store_dtype', 'FeatureCache', 'slow_disk', 'entry_shapes',
-           'FrozenFeatures', 'processor_settings', 'entry_bytes', 'cache_estimate', 'distill_loss',
+__all__ = ['SLOW_FS', 'content_key', 'model_fingerprint', 'weights_digest', 'store_dtype', 'FeatureCache', 'slow_disk',
+           'entry_shapes', 'FrozenFeatures', 'processor_settings', 'entry_bytes', 'cache_estimate', 'distill_loss',
            'distill_batch_loss']
 
 # %% ../nbs/04_train_distill.ipynb #6c30d5e5
@@ -49,6 +49,15 @@ def model_fingerprint(model:torch.nn.Module, # a frozen model whose outputs are 
         h.update(f"{tuple(t.shape)}|{t.dtype}".encode())
         if t.numel() == 0 or t.device.type == 'meta': continue
         h.update(t.detach().contiguous().reshape(-1).view(torch.uint8).cpu().numpy().data)
+    return h.hexdigest()
+
+# %% ../nbs/04_train_distill.ipynb #a3c6b78d
+@torch.no_grad()
+def weights_digest(params:list, # tensors (the trainable parameters)
+                  ) -> str:
+    "A hash of every byte of `params`: equal digests before and after training mean it changed nothing."
+    h = hashlib.blake2b(digest_size=16)
+    for p in params: h.update(p.detach().reshape(-1).contiguous().view(torch.uint8).cpu().numpy().data)
     return h.hexdigest()
 
 # %% ../nbs/04_train_distill.ipynb #be43745b

@@ -17,16 +17,16 @@ from .crashsafe import writing
 from .model import CLIPQwenVLM, caption_ce, compile_model
 from .lm import TooLongError
 from .image import CLIP_MODEL, QWEN_MODEL, IMAGE_SIZE, load_views
-from .distill import FeatureCache, FrozenFeatures, distill_batch_loss
+from .distill import FeatureCache, FrozenFeatures, distill_batch_loss, weights_digest
 from .plan import fit_args, hold_save, load_samples, make_accelerator, lr_at, load_optimizer, load_optimizer_state, read_training_state
 from .checkpoint import resolve_checkpoint
 from .memory import checkpoint_llm
 
 # %% auto #0
 __all__ = ['lm_items', 'lm_batch_loss', 'EpochSampler', 'SampleData', 'Position', 'plot_history', 'save_checkpoint',
-           'load_training_state', 'load_model', 'Run', 'weights_digest', 'start_run', 'init_trackers', 'log_figure',
-           'batch_loss', 'save_due', 'train_epoch', 'eval_loss', 'save_run', 'update_best', 'build_cache', 'finish_run',
-           'fit', 'train_parser', 'clip_vlm_train']
+           'load_training_state', 'load_model', 'Run', 'start_run', 'init_trackers', 'log_figure', 'batch_loss',
+           'save_due', 'train_epoch', 'eval_loss', 'save_run', 'update_best', 'build_cache', 'finish_run', 'fit',
+           'train_parser', 'clip_vlm_train']
 
 # %% ../nbs/05_train_lm.ipynb #cb29b416
 def lm_items(vlm, # the model (its tokenizer, prompt and token grid)
@@ -253,15 +253,6 @@ class Run:
         return (f"Run({self.args.mode}, {len(self.samples)} samples, {len(self.loader)} batches per epoch, "
                 f"epoch {self.pos.epoch}/{self.args.epochs}, step {self.pos.step}/{self.total_steps}, "
                 f"{sum(p.numel() for p in self.params):,} trainable parameters)")
-
-# %% ../nbs/05_train_lm.ipynb #a3c6b78d
-@torch.no_grad()
-def weights_digest(params:list, # tensors (the trainable parameters)
-                  ) -> str:
-    "A hash of every byte of `params`: equal digests before and after training mean it changed nothing."
-    h = hashlib.blake2b(digest_size=16)
-    for p in params: h.update(p.detach().reshape(-1).contiguous().view(torch.uint8).cpu().numpy().data)
-    return h.hexdigest()
 
 # %% ../nbs/05_train_lm.ipynb #1a0e199b
 def _keep_frozen_out_of_ddp(vlm):
