@@ -83,9 +83,9 @@ def _apart_from_save(a:AttrDict) -> dict:
 
 # %% ../nbs/05_plan.ipynb #f3decd41
 def _check_folders(a:AttrDict):
-    "Recover what a killed run left in `--save`; refuse a `--save` or `--cache-dir` that cannot be written, and a `--save` that is not ours to replace."
+    "Recover what a killed run left in `--save`; refuse a `--save`, `--cache-dir` or `--logging-dir` that cannot be written (or is a file), and a `--save` that is not ours to replace."
     if a.save is not None and a.save != a.resume: recover_dir(a.save)  # what a killed run left there goes first
-    for flag, folder in (('--save', a.save), ('--cache-dir', a.cache_dir)):
+    for flag, folder in (('--save', a.save), ('--cache-dir', a.cache_dir), ('--logging-dir', a.get('logging_dir'))):
         if folder is not None: check_writable_dir(folder, flag)  # before any model loads, not after an epoch
     if a.save is None: return
     check_save_target(a.save, overwrite=a.overwrite, resume=a.resume)

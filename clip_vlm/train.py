@@ -530,8 +530,9 @@ def finish_run(run:Run, # the run
     steps = run.pos.step - run.step0
     unchanged = steps > 0 and weights_digest(run.params) == run.digest0
     if run.main and ep and not run.quiet and not unchanged:
-        print(f"trained {a.mode} for {len(ep)} epochs ({run.pos.step} steps) on {len(run.samples)} samples: "
-              f"loss {ep[0]['loss']:.4f} -> {ep[-1]['loss']:.4f}" + (f"; saved to {a.save}" if a.save else '; not saved (no --save)')
+        loss = f"loss {ep[0]['loss']:.4f} -> {ep[-1]['loss']:.4f}" if len(ep) > 1 else f"epoch loss {ep[0]['loss']:.4f}"
+        print(f"trained {a.mode} for {len(ep)} epochs ({run.pos.step} steps) on {len(run.samples)} samples: {loss}"
+              + (f"; saved to {a.save}" if a.save else '; not saved (no --save)')
               + (f"; best validation loss {run.best['val_loss']:.4f} at epoch {run.best['epoch']} (in best/)" if run.best and a.save else ''))
     if a.trackers and run.history: log_figure(run, plot_history(run.history))
     vlm = acc.unwrap_model(run.model)
