@@ -15,9 +15,9 @@ from .cli import UserError
 from .crashsafe import write_atomic
 
 # %% auto #0
-__all__ = ['RADARS', 'LOCATIONS', 'NUINTERACT_KINDS', 'VIEW_KEYS', 'split_scene_names', 'scene_names', 'camera_image',
-           'lidar_bytes', 'radar_bytes', 'make_nuscenes', 'sample_index', 'make_nuinteract', 'nuinteract_kinds',
-           'make_captions']
+__all__ = ['COLOURS', 'KINDS', 'SIDES', 'RADARS', 'LOCATIONS', 'NUINTERACT_KINDS', 'VIEW_KEYS', 'split_scene_names',
+           'scene_names', 'view_content', 'view_caption', 'camera_image', 'lidar_bytes', 'radar_bytes', 'make_nuscenes',
+           'sample_index', 'make_nuinteract', 'nuinteract_kinds', 'make_captions']
 
 # %% ../nbs/10_synthetic.ipynb #97a311ad
 _MINI = (['scene-0061', 'scene-0553', 'scene-0655', 'scene-0757', 'scene-0796', 'scene-1077', 'scene-1094', 'scene-1100'],
@@ -45,6 +45,30 @@ def scene_names(version:str='v1.0-mini', # nuScenes version
     n_val = max(n_val, n-len(train))
     return sorted(list(train[:n-n_val]) + list(val[:n_val]))
 
+# %% ../nbs/10_synthetic.ipynb #88bc88cb
+COLOURS = dict(red=(215, 35, 35), green=(35, 185, 60), blue=(40, 75, 225), yellow=(235, 205, 35))  # name -> RGB
+KINDS = ('car', 'truck', 'pedestrian')
+SIDES = ('on the left', 'ahead', 'on the right')
+
+def view_content(filename, # a camera file's name (or path): what it shows is a function of the name alone
+                ) -> dict:
+    "The salient object of a generated camera frame: its `colour` (`COLOURS`), `kind` (`KINDS`) and `side` (`SIDES`)."
+    r = np.random.default_rng(zlib.crc32(Path(filename).name.encode()))
+    return dict(colour=str(r.choice(list(COLOURS))), kind=str(r.choice(KINDS)), side=str(r.choice(SIDES)))
+
+def view_caption(filename, # a camera file's name (or path)
+                ) -> str:
+    "What the view shows, in words: 'a red car on the left'."
+    c = view_content(filename)
+    return f"a {c['colour']} {c['kind']} {c['side']}"
+
+def _draw_object(d, c:dict, w:int, h:int):
+    "Draw the salient object `c` on the `ImageDraw` `d` of a `w`×`h` frame."
+    cx = dict(zip(SIDES, (0.2, 0.5, 0.8)))[c['side']]*w
+    bw, bh = dict(car=(0.30, 0.16), truck=(0.24, 0.36), pedestrian=(0.09, 0.36))[c['kind']]
+    box = [cx - bw*w/2, 0.62*h - bh*h/2, cx + bw*w/2, 0.62*h + bh*h/2]
+    (d.ellipse if c['kind'] == 'pedestrian' else d.rectangle)(box, fill=COLOURS[c['colour']])
+
 # %% ../nbs/10_synthetic.ipynb #ae676c37
 def _noise_tile(rng, size):
     "A shared uint8 noise texture, 1.5× `size` so that random crops differ."
@@ -61,6 +85,7 @@ def camera_image(seed:int=0, # base seed
                  camera:str='CAM_FRONT', # camera name (sets the tint and the label)
                  size:tuple=(1600, 900), # (width, height)
                  tile=None, # noise tile from `_noise_tile` (made on the fly when None)
+                 content:dict=None, # the one salient object to draw (`view_content`): the others are then grey
                 ) -> Image.Image:
     "A deterministic, varied RGB camera frame: gradient sky and road, moving shapes, noise texture, camera label."
     w, h = size
@@ -81,7 +106,9 @@ def camera_image(seed:int=0, # base seed
         x0, y0 = srng.uniform(0, 0.9)*w + frame*srng.uniform(-0.03, 0.03)*w, srng.uniform(0.2, 0.8)*h
         bw, bh = srng.uniform(0.04, 0.25)*w, srng.uniform(0.04, 0.25)*h
         col = tuple(int(c) for c in srng.integers(0, 240, 3))
+        if content is not None: col, bw, bh = (int(sum(col)/3),)*3, bw/2, bh/2  # grey and small beside the salient object
         (d.ellipse if k % 3 == 0 else d.rectangle)([x0, y0, x0+bw, y0+bh], fill=col)
+    if content is not None: _draw_object(d, content, w, h)
     d.text((w//40, h//30), f"{camera} {scene}:{frame}", fill=(255, 255, 255), font=_font(max(h//18, 8)))
     tile = tile if tile is not None else _noise_tile(rng, size)
     dx, dy = int(rng.integers(0, tile.width - w + 1)), int(rng.integers(0, tile.height - h + 1))
@@ -342,12 +369,12 @@ def make_nuscenes(root, # folder to write the tree into (created if needed)
         if images:
             def enc(job):
                 p, si, k, ch = job
-                p.write_bytes(_jpeg(camera_image(seed, si, k, ch, (W, H), tile), quality))
+                p.write_bytes(_jpeg(camera_image(seed, si, k, ch, (W, H), tile, content=view_content(p.name)), quality))
             with ThreadPoolExecutor(max(1, workers)) as ex: list(ex.map(enc, jobs))
             for p, b in blobs: p.write_bytes(b)
             for src, dst in links:
                 dst.unlink(missing_ok=True)
-                if not src.exists(): dst.write_bytes(_jpeg(camera_image(seed, 0, 0, dst.parent.name, (W, H), tile), quality))
+                if not src.exists(): dst.write_bytes(_jpeg(camera_image(seed, 0, 0, dst.parent.name, (W, H), tile, view_content(dst.name)), quality))
                 else:
                     try: os.link(src, dst)
                     except OSError: shutil.copyfile(src, dst)
@@ -406,14 +433,16 @@ def sample_index(root, # folder of a nuScenes tree
 # %% ../nbs/10_synthetic.ipynb #87e75ea4
 NUINTERACT_KINDS = ('gpt', 'gemini', 'both', 'neither', 'partial', 'foreign', 'bad')
 VIEW_KEYS = CAMERAS + ('FRONT', 'BACK')
-_PHRASES = ['a white van waits at the crossing', 'two pedestrians walk along the sidewalk', 'the road curves gently left',
-            'a bus is parked by the kerb', 'traffic lights ahead are green', 'a cyclist rides in the bike lane',
-            'construction barriers narrow the lane', 'the street is wet after rain', 'a truck overtakes on the right',
-            'parked cars line both sides of the street', 'the intersection ahead is clear', 'trees shade the road']
+_KEY_CAMERA = dict(FRONT='CAM_FRONT', BACK='CAM_BACK')  # NuInteract's FRONT and BACK texts describe these views
 
-def _view_captions(source, token, rng, keys=VIEW_KEYS):
-    "Short, deterministic captions naming their source, key and token prefix."
-    return {k: f"{source} {k} {token[:8]}: {_PHRASES[int(rng.integers(len(_PHRASES)))]}." for k in keys}
+def _view_captions(source, images, keys=VIEW_KEYS):
+    "Per-view captions naming their source and key, then what the view shows (`view_caption` of its image)."
+    return {k: f"{source} {k}: {view_caption(images.get(_KEY_CAMERA.get(k, k), k))}." for k in keys}
+
+def _scene_caption(images) -> str:
+    "A sample's caption from its front and back views: 'ahead, a red car on the left; behind, a blue truck ahead.'"
+    return f"ahead, {view_caption(images.get('CAM_FRONT', 'CAM_FRONT'))}; behind, {view_caption(images.get('CAM_BACK', 'CAM_BACK'))}."
+
 
 # %% ../nbs/10_synthetic.ipynb #15a53c42
 def make_nuinteract(out_dir, # folder to create `all_caption_public/` (and the kinds record) in
@@ -450,14 +479,14 @@ def make_nuinteract(out_dir, # folder to create `all_caption_public/` (and the k
     try:
         j = 0
         for kind, row, _ in rows:
-            t = row['token']
+            t, ims = row['token'], row['cam_path']  # what each camera file shows decides the texts
             if kind in ('gpt', 'both', 'partial', 'foreign'):
-                row['gpt_caption'] = _view_captions('GPT', t, rng, ('CAM_FRONT', 'CAM_BACK', 'FRONT') if kind == 'partial' else VIEW_KEYS)
+                row['gpt_caption'] = _view_captions('GPT', ims, ('CAM_FRONT', 'CAM_BACK', 'FRONT') if kind == 'partial' else VIEW_KEYS)
             if kind in ('gemini', 'both', 'foreign'):
-                row['gemini_caption'] = _view_captions('Gemini', t, rng)
+                row['gemini_caption'] = _view_captions('Gemini', ims)
             if kind in ('gpt', 'both'):
                 g = row['gpt_caption']
-                if j % 3 == 0: g['OVERALL'] = f"GPT OVERALL {t[:8]}: {_PHRASES[j % len(_PHRASES)]}, seen all around."
+                if j % 3 == 0: g['OVERALL'] = f"GPT OVERALL: {_scene_caption(ims)}"
                 elif j == 1: g['OVERALL'] = g['FRONT'] + ' ' + g['BACK']
                 j += 1
             text = json.dumps([row], indent=1)
@@ -487,13 +516,14 @@ def make_captions(path, # JSON file to write
                   n_foreign:int=1, # extra captions for tokens not in the version
                   seed:int=0, # seed for the choice of samples and the texts
                  ) -> dict:
-    "Write a captions JSON (`sample_token -> text`) for a fraction of a tree's samples plus foreign tokens; return it."
+    "Write a captions JSON (`sample_token -> text`: what its front and back cameras show) for a fraction of a tree's samples plus foreign tokens; return it."
     rng = np.random.default_rng([seed, 777])
     order = _samples_in_order(nusc_root, version)
+    paths = {r['token']: r['images'] for r in sample_index(nusc_root, version)}
     keep = set(rng.choice(len(order), int(round(frac*len(order))), replace=False).tolist()) if order else set()
     caps = {}
     for i, (s, sc, k) in enumerate(order):
-        if i in keep: caps[s['token']] = f"Caption {s['token'][:8]}: frame {k} of {sc['name']}, {_PHRASES[int(rng.integers(len(_PHRASES)))]}."
+        if i in keep: caps[s['token']] = _scene_caption(paths[s['token']])
     for t in _tokens(rng, n_foreign): caps[t] = f"Caption {t[:8]}: a sample from another version."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, json.dumps(caps, indent=1))
