@@ -11,30 +11,50 @@ from .data import default_cache_dir
 from .train import fit, train_parser
 
 # %% auto #0
-__all__ = ['demo', 'demo_parser', 'clip_vlm_train']
+__all__ = ['evidence_table', 'demo', 'demo_parser', 'clip_vlm_train']
+
+# %% ../nbs/08_demo.ipynb #70c20615
+def evidence_table(res:dict, # `evaluate`'s result with the `shuffled` and `blind` baselines
+                   n:int=3, # generated captions shown beside their references
+                  ) -> str:
+    "Caption loss and CIDEr-D of the checkpoint (`matched`) beside the baselines on held-out samples, then `n` captions."
+    val = {(r['system'], r['metric']): r['value'] for r in res['rows']}
+    systems = [s for s in ('matched', 'shuffled', 'blind') if (s, 'caption loss') in val]
+    cider = next(m for _, m in val if m.startswith('CIDEr'))
+    lines = [f"held-out scenes ({res['samples']} samples, never trained on):",
+             f"{'':14}" + ''.join(f"{s:>10}" for s in systems),
+             f"{'caption loss':14}" + ''.join(f"{val[s, 'caption loss']:>10.3f}" for s in systems),
+             f"{cider:14}" + ''.join(f"{val[s, cider]:>10.1f}" for s in systems)]
+    for r in res['per_sample'][:n]: lines += [f"  generated: {r['caption']}", f"  reference: {r['reference']}"]
+    return '\n'.join(lines)
 
 # %% ../nbs/08_demo.ipynb #077cb35b
 def demo(save=None, # folder for the two checkpoints (default `<cache>/demo/checkpoints`)
          root=None, # folder for the generated assets (default `<cache>/demo`)
          progress:bool=True, # show progress bars
         ) -> dict:
-    "Generate the sample data and tiny models, then train `lm` and a short `distill` on 2 CPU cores; the histories."
+    "Generate sample data and tiny models, train `lm` on the training scenes and a short `distill`, then caption the held-out scenes beside the baselines."
     from clip_vlm.tiny import demo_assets
+    from clip_vlm.caption import evaluate, load_checkpoint
+    from clip_vlm.sources import build_samples
     t0 = time.perf_counter()
-    A = demo_assets(root)
     root = Path(root) if root is not None else default_cache_dir()/'demo'
     save = Path(save) if save is not None else root/'checkpoints'
-    common = dict(dataset='nuinteract', nusc_root=A['nusc_root'], nuinteract_dir=A['nuinteract_dir'], max_samples=8,
-                  clip_model=A['models']['clip'], qwen_model=A['models']['qwen2_5_vl'], cache_dir=root/'cache',
-                  progress=progress)
-    print(f"demo: sample data and tiny models in {root}")
-    _, lm = fit(mode='lm', epochs=6, lr=1e-2, use_lora=True, lora_r=8, lora_alpha=16, save=save/'lm', overwrite=True, **common)  # the demo's own folders: replaced each time
-    _, di = fit(mode='distill', epochs=3, lr=3e-3, save=save/'distill', overwrite=True, **common)
+    A = demo_assets(root/'evidence', image_size=(400, 225), n_scenes=10, samples_per_scene=8)  # 64 training, 16 held-out samples
+    data = dict(dataset='nuscenes', nusc_root=A['nusc_root'], captions=A['captions'], cameras=['CAM_FRONT', 'CAM_BACK'])
+    models = dict(clip_model=A['models']['clip'], qwen_model=A['models']['qwen2_5_vl'])
+    print(f"demo: sample data and tiny models in {root/'evidence'}")
+    common = dict(**data, **models, cache_dir=root/'cache', progress=progress)
+    _, lm = fit(mode='lm', split='train', epochs=8, lr=1e-2, batch_size=4, use_lora=True, lora_r=8, lora_alpha=16,
+                save=save/'lm', overwrite=True, **common)  # the demo's own folders: replaced each time
+    _, di = fit(mode='distill', max_samples=8, epochs=3, lr=3e-3, save=save/'distill', overwrite=True, **common)
+    val = build_samples(mode='lm', split='val', cache_dir=root/'cache', **data)
+    res = evaluate(load_checkpoint(save/'lm', **models), val, baselines='shuffled,blind', meteor=False, progress=False, max_new_tokens=32)
     for name, h in (('lm', lm), ('distill', di)):
-        ep = [r['loss'] for r in h if r['kind'] == 'epoch']
-        print(f"demo {name}: loss by epoch " + ' -> '.join(f'{l:.3f}' for l in ep))
-    print(f"demo done in {time.perf_counter() - t0:.0f} s; checkpoints in {save} (loss.png, metrics.jsonl, config.json)")
-    return dict(lm=lm, distill=di)
+        print(f"demo {name}: loss by epoch " + ' -> '.join(f"{r['loss']:.3f}" for r in h if r['kind'] == 'epoch'))
+    print(evidence_table(res))
+    print(f"demo done in {time.perf_counter() - t0:.0f} s; checkpoints in {save} (loss.png, metrics.jsonl, eval.md)")
+    return dict(lm=lm, distill=di, eval=res)
 
 # %% ../nbs/08_demo.ipynb #f096d36a
 def demo_parser():

@@ -9,9 +9,9 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['CLIP_VISION', 'QWEN_TEXT', 'QWEN2_VL_VISION', 'QWEN2_5_VL_VISION', 'QWEN_IMAGE', 'CLIP_IMAGE', 'QWEN_SPECIAL_TOKENS',
-           'QWEN_PRETOKENIZE_REGEX', 'QWEN_CHAT_TEMPLATE', 'TINY_KINDS', 'driving_corpus', 'make_tokenizer',
-           'qwen_image_processor', 'clip_image_processor', 'build_clip', 'build_qwen', 'tiny_cache_dir',
-           'make_tiny_models', 'demo_assets']
+           'QWEN_PRETOKENIZE_REGEX', 'QWEN_CHAT_TEMPLATE', 'TINY_KINDS', 'DEMO_DATA_VERSION', 'driving_corpus',
+           'make_tokenizer', 'qwen_image_processor', 'clip_image_processor', 'build_clip', 'build_qwen',
+           'tiny_cache_dir', 'make_tiny_models', 'demo_assets']
 
 # %% ../nbs/11_tiny.ipynb #2af9cbdc
 CLIP_VISION = dict(hidden_size=64, intermediate_size=256, num_hidden_layers=3, num_attention_heads=4,
@@ -210,24 +210,30 @@ def make_tiny_models(out_dir=None, # parent folder (default `tiny_cache_dir()`)
     return paths
 
 # %% ../nbs/11_tiny.ipynb #f43bd4bb
+DEMO_DATA_VERSION = 2  # raised when the generated sample data changes (2: captions say what the cameras show)
+
 def demo_assets(root=None, # folder for the assets (default `<cache>/demo`)
                 image_size=(800, 450), # camera image size of the generated tree (half the real 1600×900)
+                n_scenes:int=4, # scenes of the tree (official v1.0-mini names: train and val ones)
+                samples_per_scene:int=5, # key frames per scene
                ) -> dict:
     "Generate (once) the sample nuScenes tree, NuInteract captions, a captions JSON and tiny models; their paths."
     from clip_vlm.synthetic import make_nuscenes, make_nuinteract, make_captions
     from clip_vlm.data import default_cache_dir
     from clip_vlm.crashsafe import write_atomic
     root = Path(root) if root is not None else default_cache_dir()/'demo'
-    done = root/'assets.json'
+    done, spec = root/'assets.json', dict(version=DEMO_DATA_VERSION, image_size=list(image_size), n_scenes=n_scenes,
+                                          samples_per_scene=samples_per_scene)
     if done.is_file():
         a = json.loads(done.read_text())
-        if all(Path(p).exists() for k, p in a.items() if k != 'models') and all(Path(p).exists() for p in a['models'].values()):
+        if a.pop('spec', None) == spec and all(Path(p).exists() for k, p in a.items() if k != 'models') and all(Path(p).exists() for p in a['models'].values()):
             return {k: (Path(v) if k != 'models' else {m: Path(p) for m, p in v.items()}) for k, v in a.items()}
+        for d in ('nuscenes', 'nuinteract'): shutil.rmtree(root/d, ignore_errors=True)  # our own older data (assets.json says so)
     root.mkdir(parents=True, exist_ok=True)
-    nusc = make_nuscenes(root/'nuscenes', image_size=image_size)
+    nusc = make_nuscenes(root/'nuscenes', image_size=image_size, n_scenes=n_scenes, samples_per_scene=samples_per_scene)
     nuint = make_nuinteract(root/'nuinteract', nusc)
     make_captions(root/'captions.json', nusc)
     models = make_tiny_models(root/'models')
     a = dict(nusc_root=nusc, nuinteract_dir=nuint, captions=root/'captions.json', models=models)
-    write_atomic(done, json.dumps({k: (str(v) if k != 'models' else {m: str(p) for m, p in v.items()}) for k, v in a.items()}))
+    write_atomic(done, json.dumps({k: (str(v) if k != 'models' else {m: str(p) for m, p in v.items()}) for k, v in a.items()} | {'spec': spec}))
     return a
