@@ -510,7 +510,7 @@ def _thumb(path, width:int):
 # %% ../nbs/00_data.ipynb #77a021fb
 def show_sample(sample:Sample, # the sample to draw
                 width:int=400, # width of each view in pixels
-                figsize=(12, 5), # figure size in inches
+                figsize=(12, 6.2), # figure size in inches (two rows of 16:9 views, their titles and the caption)
                ):
     "Draw a sample's camera views in their physical layout with its caption as the title; returns the figure."
     import matplotlib.pyplot as plt

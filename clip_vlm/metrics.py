@@ -252,17 +252,17 @@ def plt_close(fig):
 # %% ../nbs/06_metrics.ipynb #fd802060
 def report_figure(res:dict, # `evaluate`'s result
                  ):
-    "Bar chart of the report: caption loss on the left, caption metrics (0-100) on the right, one bar per system."
+    "Bar chart of the report: caption loss on the left, caption metrics (x100; CIDEr-D to 1000) on the right, one bar per system."
     import matplotlib.pyplot as plt
     mets, systems, val = report_table(res)
     caps = [k for k in mets if k != 'caption loss']
-    fig, (a0, a1) = plt.subplots(1, 2, figsize=(12, 4), gridspec_kw=dict(width_ratios=[1, max(3, len(caps))]))
+    fig, (a0, a1) = plt.subplots(1, 2, figsize=(12, 4), gridspec_kw=dict(width_ratios=[1.6, max(3, len(caps))]))
     w = 0.8/len(systems)
     for i, s in enumerate(systems):
         a0.bar(i, val.get(('caption loss', s), 0), color=f'C{i}', label=s)
         a1.bar([j + (i - (len(systems)-1)/2)*w for j in range(len(caps))], [val.get((k, s)) or 0 for k in caps], w, color=f'C{i}', label=s)
-    a0.set_xticks(range(len(systems)), systems, rotation=30); a0.set_title('caption loss (lower is better)')
-    a1.set_xticks(range(len(caps)), caps, rotation=30, ha='right'); a1.set_title('caption metrics, 0-100 (higher is better)')
+    a0.set_xticks(range(len(systems)), systems, rotation=30, ha='right'); a0.set_title('caption loss\n(lower is better)')
+    a1.set_xticks(range(len(caps)), caps, rotation=30, ha='right'); a1.set_title('caption metrics, x100: 0-100, CIDEr-D 0-1000\n(higher is better)')
     a1.legend(fontsize=8)
     fig.suptitle(f"{res['samples']} samples, {res['references']} references", fontsize=10)
     fig.tight_layout()
