@@ -11,7 +11,7 @@ from .data import default_cache_dir
 from .train import fit, train_parser
 
 # %% auto #0
-__all__ = ['evidence_table', 'demo', 'demo_parser', 'clip_vlm_train']
+__all__ = ['DEMO_ENV', 'evidence_table', 'demo', 'demo_env', 'export_line', 'demo_parser', 'clip_vlm_train']
 
 # %% ../nbs/08_demo.ipynb #70c20615
 def evidence_table(res:dict, # `evaluate`'s result with the `shuffled` and `blind` baselines
@@ -56,18 +56,44 @@ def demo(save=None, # folder for the two checkpoints (default `<cache>/demo/chec
     print(f"demo done in {time.perf_counter() - t0:.0f} s; checkpoints in {save} (loss.png, metrics.jsonl, eval.md)")
     return dict(lm=lm, distill=di, eval=res)
 
+# %% ../nbs/08_demo.ipynb #5c2f8e41
+import contextlib, shlex, sys
+from .cli import UserError
+
+DEMO_ENV = ('NUSC_ROOT', 'NUSC_VERSION', 'CAPTIONS', 'NUINTERACT_DIR', 'CLIP_MODEL', 'QWEN_MODEL')
+
+def demo_env(root=None, # folder for the generated assets (default `<cache>/demo`, as `demo`)
+            ) -> dict:
+    "The sample data and tiny models (generated once) as the README's shell variables, `DEMO_ENV`: name -> value."
+    from clip_vlm.tiny import demo_assets
+    with contextlib.redirect_stdout(sys.stderr): A = demo_assets(root)  # stdout carries the shell line only
+    version = sorted(p.name for p in Path(A['nusc_root']).glob('v1.0-*'))[0]
+    return dict(NUSC_ROOT=str(A['nusc_root']), NUSC_VERSION=version, CAPTIONS=str(A['captions']),
+                NUINTERACT_DIR=str(A['nuinteract_dir']), CLIP_MODEL=str(A['models']['clip']),
+                QWEN_MODEL=str(A['models']['qwen2_5_vl']))
+
+def export_line(env:dict, # name -> value
+               ) -> str:
+    "`env` as one shell line, `export NAME=value ...`, each value quoted for the shell (`shlex.quote`)."
+    return 'export ' + ' '.join(f"{k}={shlex.quote(str(v))}" for k, v in env.items())
+
 # %% ../nbs/08_demo.ipynb #f096d36a
 def demo_parser():
-    "The `clip_vlm_train` argument parser: `fit`'s flags (`train_parser`) plus `--demo`."
+    "The `clip_vlm_train` argument parser: `fit`'s flags (`train_parser`) plus `--demo` and `--demo-env`."
     p = train_parser()
     p.add_argument('--demo', dest='demo_', action='store_true',
                    help='generate sample data and tiny models, then train lm and distill on them (a minute on 2 CPU cores)')
+    p.add_argument('--demo-env', dest='demo_env_', action='store_true',
+                   help='print one shell line, export NUSC_ROOT=... CLIP_MODEL=..., for the sample data and tiny models '
+                        '(generated once): eval "$(clip_vlm_train --demo-env)"')
     return p
 
 # %% ../nbs/08_demo.ipynb #7afb418d
-def _main(demo_:bool=False, **kwargs):
-    "What `clip_vlm_train` runs: `demo` with `--demo`, else `fit`."
-    if demo_: demo(save=kwargs.get('save'), progress=kwargs.get('progress', True))
+def _main(demo_:bool=False, demo_env_:bool=False, **kwargs):
+    "What `clip_vlm_train` runs: `demo` with `--demo`, the sample data's shell line with `--demo-env`, else `fit`."
+    if demo_ and demo_env_: raise UserError("--demo and --demo-env: choose one (--demo trains, --demo-env prints the sample data's shell variables)")
+    if demo_env_: print(export_line(demo_env()))
+    elif demo_: demo(save=kwargs.get('save'), progress=kwargs.get('progress', True))
     else: fit(**kwargs)
 
 def clip_vlm_train(argv:list=None, # arguments (default `sys.argv[1:]`)
