@@ -40,12 +40,12 @@ def demo(save=None, # folder for the two checkpoints (default `<cache>/demo/chec
     t0 = time.perf_counter()
     root = Path(root) if root is not None else default_cache_dir()/'demo'
     save = Path(save) if save is not None else root/'checkpoints'
-    A = demo_assets(root/'evidence', image_size=(400, 225), n_scenes=10, samples_per_scene=8)  # 64 training, 16 held-out samples
+    A = demo_assets(root/'evidence', image_size=(400, 225), n_scenes=10, samples_per_scene=30)  # 240 training, 60 held-out samples
     data = dict(dataset='nuscenes', nusc_root=A['nusc_root'], captions=A['captions'], cameras=['CAM_FRONT', 'CAM_BACK'])
     models = dict(clip_model=A['models']['clip'], qwen_model=A['models']['qwen2_5_vl'])
     print(f"demo: sample data and tiny models in {root/'evidence'}")
     common = dict(**data, **models, cache_dir=root/'cache', progress=progress)
-    _, lm = fit(mode='lm', split='train', epochs=8, lr=1e-2, batch_size=4, use_lora=True, lora_r=8, lora_alpha=16,
+    _, lm = fit(mode='lm', split='train', epochs=20, lr=1e-2, batch_size=8, use_lora=True, lora_r=8, lora_alpha=16, fusion_layers=1,
                 save=save/'lm', overwrite=True, **common)  # the demo's own folders: replaced each time
     _, di = fit(mode='distill', max_samples=8, epochs=3, lr=3e-3, save=save/'distill', overwrite=True, **common)
     val = build_samples(mode='lm', split='val', cache_dir=root/'cache', **data)
