@@ -14,7 +14,8 @@ from .crashsafe import check_regular
 
 # %% auto #0
 __all__ = ['IMAGE_SIZE', 'CLIP_MODEL', 'QWEN_MODEL', 'QWEN_TYPES', 'REAL_CONFIGS', 'MAX_VIEW_PIXELS', 'token_grid', 'Geometry',
-           'check_geometry', 'real_config', 'load_view', 'load_views', 'clip_pixels', 'qwen_pixels', 'resolve_device']
+           'check_geometry', 'real_config', 'load_view', 'load_views', 'clip_pixels', 'qwen_pixels', 'merge_2x2',
+           'resolve_device']
 
 # %% ../nbs/03_image.ipynb #a5c6c957
 IMAGE_SIZE = (224, 392)  # (height, width) of a view: nuScenes' aspect, 112 tokens
@@ -189,6 +190,22 @@ def qwen_pixels(views, # uint8 `(V, H, W, 3)` from `load_views` (numpy, or a tor
     x = x.unsqueeze(6).expand(*x.shape[:6], t, p, p)
     pv = x.reshape(V*gh*gw, C*t*p*p)
     return pv, torch.tensor([[1, gh, gw]]*V, dtype=torch.long)
+
+# %% ../nbs/03_image.ipynb #d0a1b908
+def merge_2x2(x:torch.Tensor, # `(..., gh*gw, d)` patch tokens in raster order
+              grid:tuple, # patch grid `(gh, gw)`
+              merge:int=2, # window side
+             ) -> torch.Tensor:
+    "Concatenate each `merge`×`merge` window of patches (row-major inside, windows in raster order): `(..., gh*gw/merge², merge²*d)`."
+    gh, gw = grid
+    *lead, n, d = x.shape
+    if n != gh*gw: raise ValueError(f"merge_2x2: {n} patches for a {gh}x{gw} grid")
+    if gh % merge or gw % merge:
+        raise UserError(f"patch grid {gh}x{gw} cannot be merged {merge}x{merge}: both sides must be even; use a view size that is a multiple of 28")
+    k = len(lead)
+    x = x.reshape(*lead, gh//merge, merge, gw//merge, merge, d)
+    x = x.permute(*range(k), k, k+2, k+1, k+3, k+4)
+    return x.reshape(*lead, (gh//merge)*(gw//merge), merge*merge*d)
 
 # %% ../nbs/03_image.ipynb #f94e6a5f
 def resolve_device(device=None, # None (the current GPU, else the CPU), a name ('cpu', 'cuda', 'cuda:1'), a GPU index or a `torch.device`

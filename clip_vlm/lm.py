@@ -4,18 +4,20 @@
 
 # %% ../nbs/03_lm.ipynb #07907b8a
 from __future__ import annotations
-import torch
+import inspect, torch
 from .cli import UserError, first_line
 from .data import check_cameras
 from .image import IMAGE_SIZE, token_grid
 from .image_tower import _base, vl_model
 
 # %% auto #0
-__all__ = ['IMAGE_PAD', 'VISION_START', 'VISION_END', 'IM_END', 'DEFAULT_PROMPT', 'TooLongError', 'build_lm_inputs', 'collate_lm',
-           'mrope_positions', 'lm_forward', 'pad_views', 'lm_generate']
+__all__ = ['IMAGE_PAD', 'VISION_START', 'VISION_END', 'IM_END', 'VIDEO_PAD', 'KEY_FRAME_SECONDS', 'DEFAULT_PROMPT', 'GRID_KEYS',
+           'TooLongError', 'build_lm_inputs', 'collate_lm', 'mrope_positions', 'lm_forward', 'pad_views', 'lm_generate']
 
 # %% ../nbs/03_lm.ipynb #51d12c1d
 IMAGE_PAD, VISION_START, VISION_END, IM_END = '<|image_pad|>', '<|vision_start|>', '<|vision_end|>', '<|im_end|>'
+VIDEO_PAD = '<|video_pad|>'  # a camera seen over several key frames is one video block
+KEY_FRAME_SECONDS = 0.5  # nuScenes annotates key frames at 2 Hz: the time between two frames of a block
 DEFAULT_PROMPT = 'Describe the driving scene.'  # the instruction after the views
 
 # %% ../nbs/03_lm.ipynb #4c4b093f
@@ -38,10 +40,10 @@ def _check_text(prompt, caption):
         bad = [x for x in (IMAGE_PAD, VISION_START, VISION_END, '<|video_pad|>') if t and x in t]
         if bad: raise UserError(f"the {what} contains Qwen's vision token {bad[0]}; remove it")
 
-def _render(tokenizer, cams, prompt):
-    "The chat template's text for one user turn: each camera's name and its image block, then the prompt."
-    content = []
-    for i, c in enumerate(cams): content += [{'type': 'text', 'text': ('\n' if i else '') + f'{c}:'}, {'type': 'image'}]
+def _render(tokenizer, cams, prompt, kind='image'):
+    "The chat template's text for one user turn: each camera's name and its `kind` ('image' or 'video') block, then the prompt."
+    content, pad = [], IMAGE_PAD if kind == 'image' else VIDEO_PAD
+    for i, c in enumerate(cams): content += [{'type': 'text', 'text': ('\n' if i else '') + f'{c}:'}, {'type': kind}]
     if prompt: content.append({'type': 'text', 'text': '\n' + prompt})
     if not getattr(tokenizer, 'chat_template', None): raise UserError("the Qwen tokenizer has no chat template; use a Qwen-VL Instruct checkpoint")
     from jinja2 import TemplateError
@@ -50,7 +52,7 @@ def _render(tokenizer, cams, prompt):
         how = "tries to leave Jinja's sandbox" if type(e).__name__ == 'SecurityError' else 'fails'
         raise UserError(f"the chat template of the tokenizer {getattr(tokenizer, 'name_or_path', '')} (chat_template.jinja or "
                         f"tokenizer_config.json) {how} ({type(e).__name__}: {first_line(e)}); use the model's own tokenizer files") from None
-    if text.count(IMAGE_PAD) != len(cams): raise UserError(f"the tokenizer's chat template rendered {text.count(IMAGE_PAD)} image blocks for {len(cams)} views; use a Qwen-VL tokenizer")
+    if text.count(pad) != len(cams): raise UserError(f"the tokenizer's chat template rendered {text.count(pad)} {kind} blocks for {len(cams)} views; use a Qwen-VL tokenizer")
     return text
 
 # %% ../nbs/03_lm.ipynb #568b56de
@@ -61,32 +63,41 @@ def build_lm_inputs(tokenizer, # Qwen-VL tokenizer (with its chat template)
                     grid:tuple=token_grid(IMAGE_SIZE), # merged-token grid `(th, tw)` of every view
                     max_length:int=None, # longest allowed sequence (None: no limit)
                     merge:int=2, # Qwen's spatial merge size
+                    frames:int=1, # key frames per camera: 1 gives image blocks, more give one video block per camera
+                    seconds:float=KEY_FRAME_SECONDS, # time between two key frames of a video block
                    ) -> dict:
-    "1-D `input_ids, labels, attention_mask, mm_token_type_ids` and `image_grid_thw (V, 3)` for one sample."
+    "1-D `input_ids, labels, attention_mask, mm_token_type_ids` and `image_grid_thw (V, 3)` (`video_grid_thw`, `second_per_grid_ts` with frames) for one sample."
     cams = check_cameras(cameras)
     _check_text(prompt, caption)
-    n = grid[0]*grid[1]
-    ids = tokenizer(_render(tokenizer, cams, prompt).replace(IMAGE_PAD, IMAGE_PAD*n), add_special_tokens=False)['input_ids']
+    video = frames > 1
+    pad = VIDEO_PAD if video else IMAGE_PAD
+    n = grid[0]*grid[1]*frames  # tokens of one camera's block
+    ids = tokenizer(_render(tokenizer, cams, prompt, 'video' if video else 'image').replace(pad, pad*n), add_special_tokens=False)['input_ids']
     labels, cap = [-100]*len(ids), []
     if caption is not None:
         cap = tokenizer(caption, add_special_tokens=False)['input_ids'] + [tokenizer.convert_tokens_to_ids(IM_END)]
         ids, labels = ids + cap, labels + cap
-    pad_id = tokenizer.convert_tokens_to_ids(IMAGE_PAD)
+    pad_id = tokenizer.convert_tokens_to_ids(pad)
     ids = torch.tensor(ids, dtype=torch.long)
     if int((ids == pad_id).sum()) != n*len(cams):
-        raise UserError(f"the prompt or caption tokenizes to extra {IMAGE_PAD} tokens; remove them")
+        raise UserError(f"the prompt or caption tokenizes to extra {pad} tokens; remove them")
     if max_length is not None and len(ids) > max_length:
         raise TooLongError(dict(views=n*len(cams), prompt=len(ids) - len(cap) - n*len(cams), caption=len(cap)), max_length, len(cams))
-    return dict(input_ids=ids, labels=torch.tensor(labels, dtype=torch.long), attention_mask=torch.ones_like(ids),
-                mm_token_type_ids=(ids == pad_id).long(),
-                image_grid_thw=torch.tensor([[1, grid[0]*merge, grid[1]*merge]]*len(cams), dtype=torch.long))
+    thw = torch.tensor([[frames, grid[0]*merge, grid[1]*merge]]*len(cams), dtype=torch.long)
+    out = dict(input_ids=ids, labels=torch.tensor(labels, dtype=torch.long), attention_mask=torch.ones_like(ids),
+               mm_token_type_ids=(ids == pad_id).long()*(2 if video else 1))
+    if not video: return dict(out, image_grid_thw=thw)
+    return dict(out, video_grid_thw=thw, second_per_grid_ts=torch.full((len(cams),), float(seconds)))
+
 
 # %% ../nbs/03_lm.ipynb #b3cd5688
+GRID_KEYS = ('image_grid_thw', 'video_grid_thw', 'second_per_grid_ts')  # what `get_rope_index` reads besides the tokens
+
 def collate_lm(items:list, # dicts from `build_lm_inputs`
                pad_token_id:int, # the tokenizer's pad token id
                padding_side:str='right', # 'right' for training, 'left' for generation
               ) -> dict:
-    "Pad a list of `build_lm_inputs` dicts into a batch; `image_grid_thw` is concatenated in sample order."
+    "Pad a list of `build_lm_inputs` dicts into a batch; the grids (and block times) are concatenated in sample order."
     L = max(len(x['input_ids']) for x in items)
     fill = dict(input_ids=pad_token_id, labels=-100, attention_mask=0, mm_token_type_ids=0)
     out = {}
@@ -96,21 +107,27 @@ def collate_lm(items:list, # dicts from `build_lm_inputs`
             pad = torch.full((L - len(x[k]),), v, dtype=x[k].dtype, device=x[k].device)
             rows.append(torch.cat([x[k], pad] if padding_side == 'right' else [pad, x[k]]))
         out[k] = torch.stack(rows)
-    out['image_grid_thw'] = torch.cat([x['image_grid_thw'] for x in items])
+    for k in GRID_KEYS:
+        if any(k in x for x in items): out[k] = torch.cat([x[k] for x in items if k in x])
     return out
 
 # %% ../nbs/03_lm.ipynb #7d2ae216
-def _row_positions(vl, types:torch.Tensor, mask:torch.Tensor, grids:torch.Tensor) -> torch.Tensor:
-    "`get_rope_index` for one row (CPU tensors), cached per layout: its token types, attention mask and image grids."
+def _row_positions(vl, types:torch.Tensor, mask:torch.Tensor, grids:dict) -> torch.Tensor:
+    "`get_rope_index` for one row (CPU tensors), cached per layout: its token types, attention mask and grids (`GRID_KEYS`)."
     cache = vl.__dict__.setdefault('_clip_vlm_rope', {})
-    key = (types.to(torch.int8).numpy().tobytes(), mask.to(torch.int8).numpy().tobytes(), grids.numpy().tobytes())
+    key = (types.to(torch.int8).numpy().tobytes(), mask.to(torch.int8).numpy().tobytes(),
+           tuple((k, g.numpy().tobytes()) for k, g in sorted(grids.items())))
     pos = cache.get(key)
     if pos is None:
-        pos, _ = vl.get_rope_index(torch.zeros(1, len(types), dtype=torch.long), types[None], image_grid_thw=grids,
-                                   attention_mask=mask[None])
+        pos, _ = vl.get_rope_index(torch.zeros(1, len(types), dtype=torch.long), types[None], attention_mask=mask[None], **grids)
         if len(cache) >= 4096: cache.pop(next(iter(cache)))
         cache[key] = pos = pos[:, 0]
     return pos
+
+def _blocks(r:torch.Tensor) -> int:
+    "How many runs of True `r` holds (a row's image or video blocks)."
+    return int((r[1:] & ~r[:-1]).sum()) + int(r[:1].sum())
+
 
 # %% ../nbs/03_lm.ipynb #47b55316
 def mrope_positions(qwen, # Qwen-VL model (possibly peft-wrapped)
@@ -122,18 +139,17 @@ def mrope_positions(qwen, # Qwen-VL model (possibly peft-wrapped)
     if batch.get('position_ids') is not None: return batch['position_ids']
     ids = batch['input_ids']
     types, mask = (batch[k].cpu() for k in ('mm_token_type_ids', 'attention_mask'))  # one small copy when on a GPU
-    grids = batch['image_grid_thw'].cpu()
-    if (types > 1).any():  # videos: not cached
-        pos, _ = vl.get_rope_index(ids, batch['mm_token_type_ids'], image_grid_thw=grids.to(ids.device),
-                                   attention_mask=batch['attention_mask'])
-        return pos
-    rows, g = [], 0
+    grids = {k: batch[k].cpu() for k in GRID_KEYS if batch.get(k) is not None}
+    rows, at = [], {'image_grid_thw': 0, 'video_grid_thw': 0, 'second_per_grid_ts': 0}
     for t, m in zip(types, mask):
         real = t[m.bool()]
-        r = real == 1
-        n = int((r[1:] & ~r[:-1]).sum()) + int(r[:1].sum())  # image blocks in this row
-        rows.append(_row_positions(vl, t, m, grids[g:g+n])); g += n
+        n = {'image_grid_thw': _blocks(real == 1), 'video_grid_thw': _blocks(real == 2)}
+        n['second_per_grid_ts'] = n['video_grid_thw']  # one time step per video block
+        g = {k: grids[k][at[k]:at[k] + n[k]] for k in grids if n[k]}
+        for k in at: at[k] += n[k]
+        rows.append(_row_positions(vl, t, m, g))
     return torch.stack(rows, 1).to(ids.device, non_blocking=True)
+
 
 # %% ../nbs/03_lm.ipynb #23799d0c
 def _embed(qwen, batch, vision_tokens, token_mask):
@@ -141,7 +157,8 @@ def _embed(qwen, batch, vision_tokens, token_mask):
     ids = batch['input_ids']
     emb = vl.get_input_embeddings()(ids)
     flat = vision_tokens[token_mask] if token_mask is not None else vision_tokens.reshape(-1, vision_tokens.shape[-1])
-    where = ids == _base(qwen).config.image_token_id
+    cfg = _base(qwen).config
+    where = (ids == cfg.image_token_id) | (ids == cfg.video_token_id)  # image blocks, or one video block per camera
     if int(where.sum()) != flat.shape[0]:
         raise ValueError(f"lm_forward: {int(where.sum())} image placeholders but {flat.shape[0]} vision tokens")
     return emb.masked_scatter(where[..., None], flat.to(emb.device, emb.dtype))
@@ -188,9 +205,11 @@ def lm_generate(qwen, # Qwen-VL model (possibly quantised / peft-wrapped)
     gc = GenerationConfig(**{**neutral, 'do_sample': False, 'max_new_tokens': max_new_tokens,
                              'pad_token_id': tokenizer.pad_token_id, 'eos_token_id': _base(qwen).generation_config.eos_token_id})
     rest = gc.update(**kwargs)
-    vl_model(qwen).rope_deltas = None
+    vl = vl_model(qwen)
+    vl.rope_deltas = None
+    takes = inspect.signature(vl.get_rope_index).parameters  # Qwen2-VL's has no `second_per_grid_ts`: its time step is 1
+    grids = {k: batch[k].to(am.device) for k in GRID_KEYS if k in batch and k in takes}
     out = qwen.generate(input_ids=batch['input_ids'], inputs_embeds=_embed(qwen, batch, vision_tokens, token_mask),
-                        attention_mask=am, mm_token_type_ids=batch['mm_token_type_ids'],
-                        image_grid_thw=batch['image_grid_thw'].to(am.device), generation_config=gc, **rest)
+                        attention_mask=am, mm_token_type_ids=batch['mm_token_type_ids'], generation_config=gc, **grids, **rest)
     vl_model(qwen).rope_deltas = None
     return tokenizer.batch_decode(out[:, batch['input_ids'].shape[1]:], skip_special_tokens=True)

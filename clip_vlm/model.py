@@ -16,7 +16,7 @@ from .checkpoint import (FORMAT_VERSION, package_versions, read_checkpoint_confi
                                  load_connector_weights, adapter_file, check_adapter, check_adapter_base,
                                  model_signature, check_models)
 from .image import (IMAGE_SIZE, CLIP_MODEL, QWEN_MODEL, QWEN_TYPES, Geometry, token_grid, check_geometry, REAL_CONFIGS,
-                            real_config, load_view, load_views, clip_pixels, qwen_pixels, resolve_device)
+                            real_config, load_view, load_views, clip_pixels, qwen_pixels, resolve_device, merge_2x2)
 from .image_tower import (VARLEN_ATTENTION, _base, vl_model, segment_groups, varlen_sdpa, vision_geometry,
                                   vision_attention, teacher_tokens, count_sdpa)
 from .lm import (IMAGE_PAD, VISION_START, VISION_END, IM_END, DEFAULT_PROMPT, TooLongError, build_lm_inputs, collate_lm,
@@ -24,7 +24,7 @@ from .lm import (IMAGE_PAD, VISION_START, VISION_END, IM_END, DEFAULT_PROMPT, To
 
 # %% auto #0
 __all__ = ['QUANTS', 'LORA_TARGETS', 'default_dtype', 'freeze', 'load_clip', 'unpack_4bit', 'bnb_config', 'add_lora', 'load_qwen',
-           'clip_tokens', 'merge_2x2', 'ConnectorConfig', 'Connector', 'CLIPQwenVLM', 'check_clip_layer', 'caption_ce',
+           'clip_tokens', 'ConnectorConfig', 'Connector', 'CLIPQwenVLM', 'check_clip_layer', 'caption_ce',
            'compile_model']
 
 # %% ../nbs/03_model.ipynb #352392c0
@@ -201,22 +201,6 @@ def clip_tokens(clip, # frozen `CLIPVisionModel`
         if isinstance(h, tuple): h = h[0]
     return h[:, 1:], (H//p, W//p)
 
-# %% ../nbs/03_model.ipynb #d0a1b908
-def merge_2x2(x:torch.Tensor, # `(..., gh*gw, d)` patch tokens in raster order
-              grid:tuple, # patch grid `(gh, gw)`
-              merge:int=2, # window side
-             ) -> torch.Tensor:
-    "Concatenate each `merge`×`merge` window of patches (row-major inside, windows in raster order): `(..., gh*gw/merge², merge²*d)`."
-    gh, gw = grid
-    *lead, n, d = x.shape
-    if n != gh*gw: raise ValueError(f"merge_2x2: {n} patches for a {gh}x{gw} grid")
-    if gh % merge or gw % merge:
-        raise UserError(f"patch grid {gh}x{gw} cannot be merged {merge}x{merge}: both sides must be even; use a view size that is a multiple of 28")
-    k = len(lead)
-    x = x.reshape(*lead, gh//merge, merge, gw//merge, merge, d)
-    x = x.permute(*range(k), k, k+2, k+1, k+3, k+4)
-    return x.reshape(*lead, (gh//merge)*(gw//merge), merge*merge*d)
-
 # %% ../nbs/03_model.ipynb #144dd933
 @dataclass
 class ConnectorConfig:
@@ -230,6 +214,8 @@ class ConnectorConfig:
     fusion_ff: int = None # feed-forward width of the fusion layers (None: 4·d_llm)
     dropout: float = 0.0 # dropout inside the fusion layers
     n_cameras: int = len(CAMERAS) # size of the camera-embedding table (indexed like `CAMERAS`)
+    frames: int = 1 # key frames per camera (`--frames`): the current one and its predecessors
+
 
 # %% ../nbs/03_model.ipynb #04f53d50
 def _fusion_encoder(c:ConnectorConfig):
@@ -253,16 +239,20 @@ class Connector(nn.Module):
                  fusion_ff:int=None, # feed-forward width of the fusion layers (default 4·d_llm)
                  dropout:float=0.0, # dropout inside the fusion layers
                  n_cameras:int=len(CAMERAS), # size of the camera-embedding table (indexed like `CAMERAS`)
+                 frames:int=1, # key frames per camera (`--frames`)
                 ):
         super().__init__()
         hidden = hidden or merge*merge*d_clip
         self.config = c = ConnectorConfig(d_clip=d_clip, d_llm=d_llm, merge=merge, hidden=hidden, fusion_layers=fusion_layers,
-                                          fusion_heads=fusion_heads, fusion_ff=fusion_ff, dropout=dropout, n_cameras=n_cameras)
+                                          fusion_heads=fusion_heads, fusion_ff=fusion_ff, dropout=dropout, n_cameras=n_cameras,
+                                          frames=frames)
         self.norm = nn.LayerNorm(d_clip)
         self.mlp = nn.Sequential(nn.Linear(merge*merge*d_clip, hidden), nn.GELU(), nn.Linear(hidden, d_llm))
         self.camera = nn.Embedding(n_cameras, d_llm)
         nn.init.normal_(self.camera.weight, std=0.02)
         self.fusion = _fusion_encoder(c)
+        self.frame = nn.Embedding(frames, d_llm) if frames > 1 else None  # which key frame a token comes from
+        if self.frame is not None: nn.init.normal_(self.frame.weight, std=0.02)
 
 # %% ../nbs/03_model.ipynb #ef838a23
 @patch
@@ -285,21 +275,25 @@ def camera_ids(self:Connector, cameras, B:int, V:int, device=None) -> tuple:
 # %% ../nbs/03_model.ipynb #27c9c2c4
 @patch
 def forward(self:Connector,
-            feats:torch.Tensor, # CLIP patch tokens `(B, V, gh*gw, d_clip)` (or `(V, gh*gw, d_clip)` for one sample)
+            feats:torch.Tensor, # CLIP patch tokens `(B, V*F, gh*gw, d_clip)`, each camera's F frames together (or `(V*F, gh*gw, d_clip)`)
             grid:tuple, # CLIP patch grid `(gh, gw)`
             cameras, # camera names of the views: one list for all samples, one list per sample, or indices `(B, V)`
             view_mask:torch.Tensor=None, # `(B, V)` True for real views (default: from `cameras`, else all real)
            ) -> tuple:
-    "Fused tokens `(B, V*T, d_llm)` in camera order and their mask `(B, V*T)` (False for padded views)."
+    "Fused tokens `(B, V*F*T, d_llm)` in camera order, each camera's F key frames oldest first, and their mask (False for padded views)."
     if feats.dim() == 3: feats = feats[None]
-    B, V = feats.shape[:2]
+    B, VF = feats.shape[:2]
+    F_ = self.config.frames
+    if VF % F_: raise ValueError(f"Connector: {VF} views are not {F_} key frames of each camera")
+    V = VF//F_
     ids, vm = self.camera_ids(cameras, B, V, feats.device)
     view_mask = vm if view_mask is None else view_mask.to(feats.device).bool()
-    x = merge_2x2(self.norm(feats.to(self.norm.weight.dtype)), grid, self.config.merge)
-    x = self.mlp(x) + self.camera(ids)[:, :, None]
+    x = self.mlp(merge_2x2(self.norm(feats.to(self.norm.weight.dtype)), grid, self.config.merge))
     T = x.shape[2]
-    x = x.reshape(B, V*T, -1)
-    mask = view_mask[:, :, None].expand(B, V, T).reshape(B, V*T)
+    x = x.reshape(B, V, F_, T, -1) + self.camera(ids)[:, :, None, None]
+    if self.frame is not None: x = x + self.frame.weight[:, None]
+    x = x.reshape(B, V*F_*T, -1)
+    mask = view_mask[:, :, None].expand(B, V, F_*T).reshape(B, V*F_*T)
     if self.fusion is not None: x = self.fusion(x, src_key_padding_mask=~mask)
     return x*mask[..., None].to(x.dtype), mask
 
@@ -327,6 +321,11 @@ class CLIPQwenVLM(nn.Module):
 def device(self:CLIPQwenVLM) -> torch.device:
     "Where the trainable connector is (the device inputs go to)."
     return self.connector.norm.weight.device
+
+@patch(as_prop=True)
+def frames(self:CLIPQwenVLM) -> int:
+    "Key frames per camera this model reads (`--frames`, its connector's `frames`)."
+    return self.connector.config.frames
 
 # %% ../nbs/03_model.ipynb #ce0df885
 def check_clip_layer(layer:int, # the CLIP hidden state asked for (`--clip-layer`, or a checkpoint's `clip_layer`)
@@ -368,6 +367,7 @@ def build(cls:CLIPQwenVLM,
           fusion_heads:int=8, # their attention heads
           fusion_ff:int=None, # their feed-forward width (default 4·d_llm)
           fusion_dropout:float=0.0, # their dropout
+          frames:int=1, # key frames per camera (`--frames`): the current one and its predecessors
           dtype=None, # dtype of the frozen models (default `default_dtype(device)`); the connector is fp32
           device=None, # None: the current GPU, else the CPU (`resolve_device`)
           seed:int=None, # seed for the connector's initial weights
@@ -382,7 +382,7 @@ def build(cls:CLIPQwenVLM,
     with torch.random.fork_rng(devices=[]):
         if seed is not None: torch.manual_seed(seed)
         con = Connector(geo.d_clip, geo.d_llm, merge=geo.merge, hidden=connector_hidden, fusion_layers=fusion_layers,
-                        fusion_heads=fusion_heads, fusion_ff=fusion_ff, dropout=fusion_dropout)
+                        fusion_heads=fusion_heads, fusion_ff=fusion_ff, dropout=fusion_dropout, frames=frames)
     info = dict(clip_model=str(clip_model), qwen_model=str(qwen_model), quant=quant,
                 lora=dict(r=lora_r, alpha=lora_alpha, dropout=lora_dropout) if use_lora else None)
     return cls(clip, cproc, qwen, tok, qproc, con.to(device), cameras=cameras or CAMERAS, image_size=image_size,
@@ -439,7 +439,7 @@ def lm_inputs(self:CLIPQwenVLM,
              ) -> dict:
     "`build_lm_inputs` with this model's prompt and token grid (`TooLongError` beyond `max_length`)."
     return build_lm_inputs(self.tokenizer, cameras, prompt=self.prompt, caption=caption, grid=self.geometry.grid,
-                           max_length=max_length, merge=self.geometry.merge)
+                           max_length=max_length, merge=self.geometry.merge, frames=self.frames)
 
 # %% ../nbs/03_model.ipynb #61979a8c
 @patch
