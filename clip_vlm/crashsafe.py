@@ -11,7 +11,8 @@ from .cli import UserError
 
 # %% auto #0
 __all__ = ['follow_umask', 'human_size', 'writing', 'check_writable_dir', 'write_atomic', 'check_regular', 'read_regular',
-           'temp_dir_for', 'replace_dir', 'pid_alive', 'recover_dir', 'lock_path', 'FolderLock', 'check_apart']
+           'image_problem', 'temp_dir_for', 'replace_dir', 'pid_alive', 'recover_dir', 'lock_path', 'FolderLock',
+           'check_apart']
 
 # %% ../nbs/00_crashsafe.ipynb #c52d5b3f
 def _read_umask() -> int:
@@ -114,6 +115,28 @@ def read_regular(path, # the file to read
     with open(p, 'rb') as f: data = f.read(max_bytes + 1)  # a file that grows while we read stops here too
     if len(data) > max_bytes: raise UserError(f"{what}: {p} is larger than {human_size(max_bytes)}; that is not a file this reads")
     return data
+
+# %% ../nbs/00_crashsafe.ipynb #03465abe
+def image_problem(p, # an image file
+                 ) -> str|None:
+    "Why the image at `p` cannot be used ('missing', 'not a regular file', 'empty', 'unreadable'), or None; a JPEG's two ends are read, not decoded."
+    try: st = os.stat(p)
+    except (OSError, ValueError): return 'missing'
+    if not stat.S_ISREG(st.st_mode): return 'not a regular file'  # a FIFO or a device: opening it could block forever
+    if st.st_size == 0: return 'empty'
+    try:
+        with open(p, 'rb') as f:
+            head = f.read(3)
+            if head == b'\xff\xd8\xff':  # JPEG: a complete file ends with the EOI marker (a truncated one does not)
+                f.seek(-2, os.SEEK_END)
+                if f.read(2) == b'\xff\xd9': return None
+                f.seek(max(0, st.st_size - 4096)); tail = f.read()
+                if b'\xff\xd9' in tail.rstrip(b'\x00\n\r '): return None  # padding after EOI is fine
+                return 'unreadable'
+        from PIL import Image
+        with Image.open(p) as im: im.verify()  # another format: let PIL check it
+        return None
+    except Exception: return 'unreadable'
 
 # %% ../nbs/00_crashsafe.ipynb #55a4176c
 def temp_dir_for(path, # the folder that will be written

@@ -10,14 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from fastcore.basics import AttrDict
 from fastcore.meta import delegates
-from .cli import UserError, check_choice, first_line, given, need
-from .crashsafe import read_regular, write_atomic
+from .cli import UserError, check_choice, check_number, first_line, given, need
+from .crashsafe import image_problem, read_regular, write_atomic
 
 # %% auto #0
 __all__ = ['CAMERAS', 'NUSC_TABLES', 'DROP_REASONS', 'MODES', 'CHAT_TOKEN', 'SPLITS', 'LAYOUT', 'check_cameras', 'Sample',
-           'check_nusc_root', 'default_cache_dir', 'nusc_index', 'nusc_views', 'load_captions', 'check_mode',
-           'check_max_samples', 'format_summary', 'Samples', 'image_problem', 'select_samples', 'check_split',
-           'scene_split', 'data_args', 'source_flags', 'nuscenes_samples', 'show_sample', 'browse']
+           'check_nusc_root', 'default_cache_dir', 'nusc_index', 'nusc_views', 'earlier_frames', 'load_captions',
+           'check_mode', 'check_max_samples', 'check_frames', 'format_summary', 'Samples', 'select_samples',
+           'check_split', 'scene_split', 'data_args', 'source_flags', 'nuscenes_samples', 'show_sample', 'browse']
 
 # %% ../nbs/00_data.ipynb #d79ac7d6
 CAMERAS = ('CAM_FRONT', 'CAM_FRONT_RIGHT', 'CAM_BACK_RIGHT', 'CAM_BACK', 'CAM_BACK_LEFT', 'CAM_FRONT_LEFT')
@@ -41,14 +41,21 @@ def check_cameras(cameras=None, # camera names: a list, or one string of names s
 # %% ../nbs/00_data.ipynb #667e4419
 @dataclass
 class Sample:
-    "One key frame: its token, its scene, the chosen camera views in order and an optional caption."
+    "One key frame: its token, its scene, the chosen camera views in order, an optional caption and (`--frames`) the key frames before it."
     token: str  # nuScenes sample token
     scene: str  # nuScenes scene token (train/val splits are by scene)
     views: dict = field(default_factory=dict)  # camera name -> image path, in `--cameras` order
     caption: str|None = None  # target text, if any
+    earlier: tuple = ()  # the earlier key frames (`--frames`), oldest first, as `Sample`s of the same cameras
 
     @property
     def cameras(self): return tuple(self.views)
+    @property
+    def frames(self) -> list: return [*self.earlier, self]  # its key frames, oldest first
+    @property
+    def paths(self) -> list:
+        "Every image of the sample, key frame by key frame (oldest first), each frame in camera order."
+        return [Path(f.views[c]) for f in self.frames for c in self.views]
 
 # %% ../nbs/00_data.ipynb #37db3fb2
 NUSC_TABLES = ('attribute', 'calibrated_sensor', 'category', 'ego_pose', 'instance', 'log', 'map', 'sample',
@@ -267,6 +274,21 @@ def nusc_views(root:Path, # the nuScenes root (`check_nusc_root`)
     return views
 
 
+# %% ../nbs/00_data.ipynb #2cccb409
+def earlier_frames(rows:list, # index rows (`nusc_index`): each scene's key frames in order
+                   views, # (row, cameras) -> {camera: path} (`nusc_views`)
+                   cameras, # the requested cameras
+                   frames:int=1, # key frames per sample (`--frames`)
+                  ) -> dict:
+    "Sample token -> its `frames`−1 earlier key frames as `Sample`s, oldest first; a scene's first key frame stands in for those before it."
+    if frames <= 1: return {}
+    by_scene, out = {}, {}
+    for r in rows: by_scene.setdefault(r['scene'], []).append(r)
+    for rs in by_scene.values():
+        made = [Sample(r['token'], r['scene'], views(r, cameras)) for r in rs]
+        for i, r in enumerate(rs): out[r['token']] = tuple(made[max(0, j)] for j in range(i - frames + 1, i))
+    return out
+
 # %% ../nbs/00_data.ipynb #3ff5a230
 def load_captions(path, # JSON file mapping sample_token -> caption text (`--captions`)
                  ) -> dict:
@@ -308,6 +330,12 @@ def check_max_samples(max_samples, # `--max-samples`: a positive integer (or its
     if n < 1 or str(n) != str(max_samples).strip(): raise UserError(f"--max-samples: {max_samples!r} is not a positive integer")
     return n
 
+def check_frames(frames, # `--frames`: a positive integer (or its text)
+                ) -> int:
+    "Validate `--frames`: how many key frames each sample holds (the current one and its predecessors)."
+    if isinstance(frames, str) and frames.strip().isdigit(): frames = int(frames)
+    return check_number(flag='--frames', v=1 if frames is None else frames, lo=1, integer=True)
+
 # %% ../nbs/00_data.ipynb #efb81d14
 def format_summary(summary:dict, # a `Samples.summary`
                   ) -> str:
@@ -320,6 +348,8 @@ def format_summary(summary:dict, # a `Samples.summary`
     dropped = s.get('dropped', {})
     lines.append(f"dropped: {sum(dropped.values())} (" + ', '.join(f'{k} {v}' for k, v in dropped.items()) + ')')
     lines.append(f"cameras: {' '.join(s.get('cameras', []))}")
+    if s.get('frames', 1) > 1:
+        lines.append(f"frames: {s['frames']} key frames per camera ({s.get('short_history', 0)} samples near a scene's start repeat its first key frame)")
     srcs = s.get('caption_sources', {})
     lines.append("caption sources: " + (', '.join(f'{k} {v}' for k, v in srcs.items()) or 'none'))
     lines.append(json.dumps(s))
@@ -341,28 +371,6 @@ class Samples(list):
 
     def __repr__(self): return f"Samples({len(self)} samples, dropped {self.summary.get('dropped', {})})"
 
-# %% ../nbs/00_data.ipynb #03465abe
-def image_problem(p, # an image file
-                 ) -> str|None:
-    "Why the image at `p` cannot be used ('missing', 'not a regular file', 'empty', 'unreadable'), or None; a JPEG's two ends are read, not decoded."
-    try: st = os.stat(p)
-    except (OSError, ValueError): return 'missing'
-    if not stat.S_ISREG(st.st_mode): return 'not a regular file'  # a FIFO or a device: opening it could block forever
-    if st.st_size == 0: return 'empty'
-    try:
-        with open(p, 'rb') as f:
-            head = f.read(3)
-            if head == b'\xff\xd8\xff':  # JPEG: a complete file ends with the EOI marker (a truncated one does not)
-                f.seek(-2, os.SEEK_END)
-                if f.read(2) == b'\xff\xd9': return None
-                f.seek(max(0, st.st_size - 4096)); tail = f.read()
-                if b'\xff\xd9' in tail.rstrip(b'\x00\n\r '): return None  # padding after EOI is fine
-                return 'unreadable'
-        from PIL import Image
-        with Image.open(p) as im: im.verify()  # another format: let PIL check it
-        return None
-    except Exception: return 'unreadable'
-
 # %% ../nbs/00_data.ipynb #6b752392
 def _views(s:Sample, # a candidate sample
            cameras, # the requested cameras, in order
@@ -376,6 +384,20 @@ def _views(s:Sample, # a candidate sample
         views[cam] = Path(p)
     return views, None
 
+def _earlier(s:Sample, # a candidate sample, its earlier key frames from its source
+             cameras, # the requested cameras, in order
+             frames:int, # key frames per sample (`--frames`)
+            ) -> tuple:
+    "The last `frames`−1 earlier key frames of `s` with the requested views, and the first view that cannot be used as (token, camera, path, why), or None."
+    if frames == 1: return (), None
+    if len(s.earlier) < frames - 1: raise ValueError(f"sample {s.token}: {len(s.earlier)} earlier key frames for --frames {frames}")
+    out = []
+    for e in s.earlier[len(s.earlier) - frames + 1:]:
+        views, miss = _views(e, cameras)
+        if miss: return (), (e.token, *miss)
+        out.append(Sample(e.token, e.scene, views))
+    return tuple(out), None
+
 # %% ../nbs/00_data.ipynb #03465abe
 CHAT_TOKEN = re.compile(r'<\|[a-z_]+\|>')  # Qwen's special tokens: <|im_end|>, <|vision_start|>, <|endoftext|>, ...
 
@@ -386,13 +408,14 @@ def select_samples(candidates, # `Sample`s whose views hold at least the request
                    mode:str='lm', # 'lm' needs captions, 'distill' does not
                    summary:dict=None, # what the source already knows (source, version, drops it counted, ...)
                    caption_source=None, # label for the caption sources count: a str, or a dict token -> str
+                   frames:int=1, # key frames per sample (`--frames`): the candidates carry their earlier ones
                   ) -> Samples:
     "Apply the caption, image and `max_samples` filters every source shares and return `Samples` with a summary."
-    cameras, mode, max_samples = check_cameras(cameras), check_mode(mode), check_max_samples(max_samples)
+    cameras, mode, max_samples, frames = check_cameras(cameras), check_mode(mode), check_max_samples(max_samples), check_frames(frames)
     summ = dict(summary or {})
     summ.update(samples=0, cameras=list(cameras), mode=mode, require_files=bool(require_files))
     summ.setdefault('source', 'samples')
-    summ['dropped'] = {r: int((summary or {}).get('dropped', {}).get(r, 0)) for r in DROP_REASONS}
+    summ['dropped'] = {r: int((summary or {}).get('dropped', {}).get(r, 0)) for r in DROP_REASONS + (('earlier_frames',) if frames > 1 else ())}
     if max_samples is not None: summ['max_samples'] = max_samples
     srcs, kept = Counter(), []
     for s in candidates:
@@ -408,10 +431,18 @@ def select_samples(candidates, # `Sample`s whose views hold at least the request
             if require_files: summ['dropped']['unreadable_files' if why in ('unreadable', 'not a regular file') else 'missing_files'] += 1; continue
             where = f"image {p} is {why}" + (" (not a complete image)" if why == 'unreadable' else '') if p is not None else "image is not listed"
             raise UserError(f"sample {s.token}: {cam} {where}; pass --require-files to skip samples whose images are missing or unreadable")
-        kept.append(Sample(s.token, s.scene, views, cap))
+        earlier, miss = _earlier(s, cameras, frames)
+        if miss:
+            tok, cam, p, why = miss
+            if require_files: summ['dropped']['earlier_frames'] += 1; continue
+            raise UserError(f"sample {s.token}: its earlier key frame {tok} (--frames {frames}): {cam} image {p} is {why}; "
+                            "pass --require-files to skip samples whose images are missing or unreadable, or lower --frames")
+        kept.append(Sample(s.token, s.scene, views, cap, earlier))
         label = caption_source.get(s.token) if isinstance(caption_source, dict) else caption_source
         srcs[(label or 'caption') if cap else 'none'] += 1
     summ['samples'], summ['caption_sources'] = len(kept), dict(srcs)
+    if frames > 1:  # near a scene's start the earliest key frame stands in for those before it
+        summ.update(frames=frames, short_history=sum(len({f.token for f in k.frames}) < frames for k in kept))
     first = ('source', 'samples', 'dropped', 'cameras', 'caption_sources', 'mode')
     return Samples(kept, {**{k: summ[k] for k in first}, **summ})
 
@@ -450,6 +481,7 @@ def data_args(dataset:str='nuscenes', # data source: nuscenes, nuinteract or ove
               overlap_export_dir:str=None, # folder written by clip_vlm_export (overlap_export)
               require_files:bool=False, # drop samples missing an image instead of stopping (partial downloads)
               max_samples:int=None, # keep at most this many samples, after filtering
+              frames:int=1, # key frames per sample: the current one and its N-1 predecessors, 0.5 s apart (a scene's first frames repeat its earliest)
               split:str='all', # official scene split: train, val or all
               cache_dir:str=None, # cache folder: the nuScenes index (default $CLIP_VLM_CACHE or ~/.cache/clip_vlm); in training also the frozen features (none without it)
              ):
@@ -490,8 +522,9 @@ def nuscenes_samples(mode:str='lm', # 'lm' needs captions, 'distill' does not
                    in_version=len(index), in_split=len(rows),
                    dropped={'not_in_version': sum(t not in tokens for t in caps), 'outside_split': len(index) - len(rows)})
     views = nusc_views(root, version)
-    cands = (Sample(r['token'], r['scene'], views(r, cameras), caps.get(r['token'])) for r in rows)
-    return select_samples(cands, cameras, a.require_files, max_samples, mode, summary, caption_source='captions_json')
+    hist = earlier_frames(index, views, cameras, check_frames(a.frames))
+    cands = (Sample(r['token'], r['scene'], views(r, cameras), caps.get(r['token']), hist.get(r['token'], ())) for r in rows)
+    return select_samples(cands, cameras, a.require_files, max_samples, mode, summary, caption_source='captions_json', frames=a.frames)
 
 # %% ../nbs/00_data.ipynb #e848d0bc
 LAYOUT = (('CAM_FRONT_LEFT', 'CAM_FRONT', 'CAM_FRONT_RIGHT'), ('CAM_BACK_LEFT', 'CAM_BACK', 'CAM_BACK_RIGHT'))

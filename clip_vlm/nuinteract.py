@@ -8,7 +8,7 @@ import json, os, sys
 from pathlib import Path
 from fastcore.meta import delegates
 from tqdm import tqdm
-from .data import (CAMERAS, Sample, Samples, check_cameras, check_mode, check_max_samples, check_nusc_root, data_args, nusc_index, nusc_views, scene_split, select_samples, source_flags)
+from .data import (CAMERAS, Sample, Samples, check_cameras, check_frames, check_mode, check_max_samples, check_nusc_root, data_args, earlier_frames, nusc_index, nusc_views, scene_split, select_samples, source_flags)
 from .cli import UserError, check_choice, given, need
 from .crashsafe import read_regular
 
@@ -158,7 +158,8 @@ def nuinteract_samples(mode:str='lm', # 'lm' needs captions, 'distill' does not
                    dropped={'not_in_version': sum(t not in tokens for t in rows), 'bad_file': len(bad),
                             'outside_split': len(index) - len(in_split)})
     views = nusc_views(root, version)
-    cands = (Sample(r['token'], r['scene'], views(r, cameras), caps[r['token']][0])
+    hist = earlier_frames(index, views, cameras, check_frames(a.frames))
+    cands = (Sample(r['token'], r['scene'], views(r, cameras), caps[r['token']][0], hist.get(r['token'], ()))
              for r in in_split if not (mode == 'lm' and r['token'] in bad_toks))
     return select_samples(cands, cameras, a.require_files, max_samples, mode, summary,
-                          caption_source={t: u for t, (_, u) in caps.items() if u})
+                          caption_source={t: u for t, (_, u) in caps.items() if u}, frames=a.frames)
