@@ -205,6 +205,8 @@ def build_app(checkpoint=None, # checkpoint folder written by `clip_vlm_train --
     "The captioning page of a checkpoint, a `gradio.Blocks` not yet launched; its `/caption` endpoint is `caption_views`."
     gr = _gradio()
     vlm = vlm if vlm is not None else load_checkpoint(checkpoint, **kwargs)
+    if vlm.frames > 1: raise UserError(f"the checkpoint reads {vlm.frames} key frames per camera (--frames {vlm.frames}) and the page takes "
+                                       "one image per camera; caption it with clip_vlm_caption and the dataset flags")
     with gr.Blocks(title='clip_vlm captions') as app:
         gr.Markdown(_header(vlm))
         ref = gr.Textbox(label='reference caption', lines=4, elem_id='reference', visible=bool(samples), render=False)

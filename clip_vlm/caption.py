@@ -24,11 +24,11 @@ from .data import CAMERAS, Sample, Samples, check_cameras, data_args, format_sum
 from .sources import build_samples
 from .metrics import SACREBLEU4, caption_scores, coco_scores, split_by_view, report_markdown, have_coco, metric_notes
 from .metrics import metric_scores, per_sample_rows, report_rows, write_report
-from .lm import IM_END, TooLongError
 from .model import QUANTS, CLIPQwenVLM, caption_ce
-from .checkpoint import package_versions, read_checkpoint_config, resolve_checkpoint
+from .checkpoint import checkpoint_frames, package_versions, read_checkpoint_config, resolve_checkpoint
 from .image import resolve_device
-from .lm import lm_forward, lm_generate, pad_views
+from .lm import IM_END, TooLongError, lm_forward, lm_generate, pad_views
+from .distill import camera_major, sample_paths
 
 # %% ../nbs/07_caption.ipynb #eec7ddb5
 def load_checkpoint(path, # checkpoint folder written by `clip_vlm_train --save` / `save_pretrained`
@@ -109,7 +109,7 @@ def _features(vlm, batch):
     for s in batch:
         v = _views(s)
         if not v: raise UserError(f"sample {s.token}: no camera views")
-        feats.append(vlm.clip_features(vlm.load_views(list(v.values())))); cams.append(list(v))
+        feats.append(vlm.clip_features(vlm.load_views(sample_paths(s, vlm.frames)))); cams.append(list(v))
     return feats, cams
 
 # %% ../nbs/07_caption.ipynb #3eb17c27
@@ -268,8 +268,8 @@ def vision_tokens(vlm, # a `CLIPQwenVLM`
         return vlm(feats, cams)
     if system == 'blind':
         T, d = vlm.geometry.tokens_per_view, vlm.geometry.d_llm
-        return _stack([torch.zeros(len(c), T, d, device=vlm.device) for c in cams])
-    if system == 'teacher': return _stack([vlm.teacher(vlm.load_views(list(_views(s).values()))) for s in batch])
+        return _stack([torch.zeros(len(c)*vlm.frames, T, d, device=vlm.device) for c in cams])
+    if system == 'teacher': return _stack([camera_major(vlm.teacher(vlm.load_views(sample_paths(s, vlm.frames))), vlm.frames) for s in batch])
     raise ValueError(f"unknown system {system!r}; choose from {', '.join(SYSTEMS)}")
 
 # %% ../nbs/07_caption.ipynb #323bbeaf
@@ -576,7 +576,7 @@ def _caption_main(checkpoint:str=None, # checkpoint folder written by clip_vlm_t
     "Caption samples (or --images) with a trained checkpoint; print token<TAB>caption lines, optionally write JSON or evaluate."
     baselines = _check_flags(checkpoint, output=output, eval=eval, sample=sample, baselines=baselines, max_new_tokens=max_new_tokens,
                              batch_size=batch_size, temperature=temperature, top_p=top_p, top_k=top_k, repetition_penalty=repetition_penalty)
-    samples = _cli_samples(images, token, eval, baselines, quiet, kwargs)
+    samples = _cli_samples(images, token, eval, baselines, quiet, dict(kwargs, frames=checkpoint_frames(checkpoint, kwargs.get('frames'))))
     vlm = load_checkpoint(checkpoint, clip_model=clip_model, qwen_model=qwen_model, device=device, quant=qwen_quant, last=last)
     res = None
     if eval:

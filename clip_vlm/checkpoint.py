@@ -13,8 +13,8 @@ from .crashsafe import follow_umask, replace_dir, temp_dir_for
 
 # %% auto #0
 __all__ = ['FORMAT_VERSION', 'CONFIG_KEYS', 'package_versions', 'checkpoint_config', 'write_checkpoint', 'read_checkpoint_config',
-           'load_connector_weights', 'adapter_file', 'check_adapter', 'resolve_checkpoint', 'model_signature',
-           'check_models', 'check_adapter_base', 'is_checkpoint', 'check_save_target']
+           'checkpoint_frames', 'load_connector_weights', 'adapter_file', 'check_adapter', 'resolve_checkpoint',
+           'model_signature', 'check_models', 'check_adapter_base', 'is_checkpoint', 'check_save_target']
 
 # %% ../nbs/03_checkpoint.ipynb #06dcacec
 FORMAT_VERSION = 1  # raised when a reader of an older version could no longer understand a new folder
@@ -101,6 +101,16 @@ def read_checkpoint_config(path) -> dict:
     if missing: raise UserError(f"{f}: missing {', '.join(missing)}")
     _check_fields(f, cfg)
     return cfg
+
+# %% ../nbs/03_checkpoint.ipynb #ac3a276f
+def checkpoint_frames(path, # a checkpoint folder
+                      frames=None, # `--frames` as given (None or 1, the default: take the checkpoint's)
+                     ) -> int:
+    "The key frames per camera a checkpoint reads (its connector's `frames`); one line when `--frames` asks for another number."
+    want = int(read_checkpoint_config(Path(path).expanduser())['connector'].get('frames', 1))
+    if frames not in (None, 1, want):
+        raise UserError(f"--frames {frames}: the checkpoint {path} reads {want} key frame(s) per camera (it was trained with --frames {want}); drop --frames")
+    return want
 
 # %% ../nbs/03_checkpoint.ipynb #5d8a59bd
 def load_connector_weights(module:torch.nn.Module, # the connector built from config.json

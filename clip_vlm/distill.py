@@ -12,12 +12,13 @@ from fastcore.basics import patch
 from safetensors import safe_open
 from safetensors.torch import save as _save_bytes, load as _load_bytes
 from .crashsafe import pid_alive, follow_umask
-from .cli import first_line
+from .cli import UserError, first_line
+from .data import Sample
 
 # %% auto #0
 __all__ = ['SLOW_FS', 'content_key', 'model_fingerprint', 'weights_digest', 'store_dtype', 'FeatureCache', 'slow_disk',
-           'entry_shapes', 'FrozenFeatures', 'processor_settings', 'entry_bytes', 'cache_estimate', 'distill_loss',
-           'distill_batch_loss']
+           'entry_shapes', 'FrozenFeatures', 'processor_settings', 'camera_major', 'sample_paths', 'entry_bytes',
+           'cache_estimate', 'distill_loss', 'distill_batch_loss']
 
 # %% ../nbs/04_train_distill.ipynb #6c30d5e5
 def content_key(path, # an image file
@@ -296,6 +297,7 @@ class FrozenFeatures:
         self.shape = entry_shapes(geometry=vlm.geometry)
         self.dtype = {k: store_dtype(next(towers[k].parameters()).dtype) for k in self.kinds}
         self.settings = {} if cache is None else {k: self._settings(k, towers[k]) for k in self.kinds}
+        self.frames = vlm.frames  # key frames per sample: each is looked up (and cached) on its own
         self.computed = 0  # views that went through a frozen tower
 
 # %% ../nbs/04_train_distill.ipynb #669d7aba
@@ -315,8 +317,8 @@ def _settings(self:FrozenFeatures, kind:str, # 'clip' or 'teacher'
 
 # %% ../nbs/04_train_distill.ipynb #09a63be9
 @patch
-def lookup(self:FrozenFeatures, paths) -> dict:
-    "Cached tokens of one sample's views per tower (None where missing) and their cache keys; safe in workers."
+def _lookup(self:FrozenFeatures, paths) -> dict:
+    "Cached tokens of one key frame's views per tower (None where missing) and their cache keys; safe in workers."
     found = {k: None for k in self.kinds}
     found['keys'] = None
     if self.cache is None: return found
@@ -326,11 +328,18 @@ def lookup(self:FrozenFeatures, paths) -> dict:
         found[k] = self.cache.get(k, found['keys'][k], (len(paths), *self.shape[k]), self.dtype[k])
     return found
 
+@patch
+def lookup(self:FrozenFeatures, paths) -> dict:
+    "`_lookup` of a sample's views (all its key frames, oldest first: `Sample.paths`); with several frames, one per frame in `frames`."
+    if self.frames == 1: return self._lookup(paths)
+    V = len(paths)//self.frames
+    return {'frames': [self._lookup(paths[j*V:(j+1)*V]) for j in range(self.frames)]}
+
 # %% ../nbs/04_train_distill.ipynb #373d285d
 @patch
 def needs_pixels(self:FrozenFeatures, found:dict) -> bool:
     "Whether a tower must run for a `lookup` result (so its views must be decoded)."
-    return any(found[k] is None for k in self.kinds)
+    return any(f[k] is None for f in found.get('frames', [found]) for k in self.kinds)
 
 # %% ../nbs/04_train_distill.ipynb #9ebc101e
 @patch
@@ -357,21 +366,48 @@ def _run_tower(self:FrozenFeatures, kind:str, # 'clip' or 'teacher'
         if self.cache is not None: self.cache.put(kind, it['found']['keys'][kind], t)
 
 # %% ../nbs/04_train_distill.ipynb #7f0a5ffb
+def camera_major(t:torch.Tensor, # a sample's tokens `(F*V, ...)`, key frame by key frame (as `Sample.paths` lists the views)
+                 frames:int, # key frames per camera `F`
+                ) -> torch.Tensor:
+    "The tokens camera by camera, each camera's key frames oldest first (the connector's order)."
+    return t if frames == 1 else t.reshape(frames, -1, *t.shape[1:]).transpose(0, 1).reshape(t.shape)
+
+def sample_paths(sample, # a `Sample`
+                 frames:int=1, # key frames per camera the model reads (`CLIPQwenVLM.frames`)
+                ) -> list:
+    "`sample.paths`, checked to hold `frames` key frames (one line naming the sample when it holds another number)."
+    if not hasattr(sample, 'frames'): sample = Sample(sample['token'], '', dict(sample['views']))  # a dict with views: one key frame
+    if len(sample.frames) != frames:
+        raise UserError(f"sample {sample.token}: {len(sample.frames)} key frame(s) per camera, but the model reads {frames} "
+                        f"(it was trained with --frames {frames}); give the samples {frames} key frames (--frames {frames})")
+    return sample.paths
+
+@patch
+def _split(self:FrozenFeatures, it:dict) -> list:
+    "A sample's item as one item per key frame (each a cache entry of its own)."
+    if self.frames == 1: return [it]
+    V, vs = len(it['paths'])//self.frames, it.get('views')
+    return [dict(paths=it['paths'][j*V:(j+1)*V], found=f, views=None if vs is None else vs[j*V:(j+1)*V])
+            for j, f in enumerate(it['found']['frames'])]
+
 @patch
 @torch.no_grad()
 def complete_batch(self:FrozenFeatures, items:list, # dicts with `paths`, `found` (from `lookup`) and `views` (decoded, or None)
                   ) -> tuple:
-    "Fill what `items` miss with one call per tower; per-sample `([clip (V,N,d)], [teacher (V,T,d)] or None)`."
-    self._recheck([it for it in items if self.needs_pixels(it['found'])])
-    need = [it for it in items if self.needs_pixels(it['found'])]
-    for it in need:
-        if it.get('views') is None: it['views'] = self.vlm.load_views(paths=it['paths'])
-    self.computed += sum(len(it['paths']) for it in need)
+    "Fill what `items` miss with one call per tower; per-sample `([clip (V*F,N,d)], [teacher (V*F,T,d)] or None)`, camera by camera."
+    samples = [self._split(it) for it in items]
+    parts = [p for ps in samples for p in ps]
+    self._recheck([p for p in parts if self.needs_pixels(p['found'])])
+    need = [p for p in parts if self.needs_pixels(p['found'])]
+    for p in need:
+        if p.get('views') is None: p['views'] = self.vlm.load_views(paths=p['paths'])
+    self.computed += sum(len(p['paths']) for p in need)
     for k in self.kinds:
-        miss = [it for it in need if it['found'][k] is None]
+        miss = [p for p in need if p['found'][k] is None]
         if miss: self._run_tower(k, miss)
     dev = self.vlm.device
-    out = {k: [it['found'][k].to(dev) for it in items] for k in self.kinds}
+    joined = lambda ps, k: ps[0]['found'][k] if len(ps) == 1 else camera_major(torch.cat([p['found'][k] for p in ps]), len(ps))
+    out = {k: [joined(ps, k).to(dev) for ps in samples] for k in self.kinds}
     return out['clip'], out.get('teacher')
 
 # %% ../nbs/04_train_distill.ipynb #b794bcd5
@@ -443,8 +479,8 @@ def distill_loss(pred:torch.Tensor, # connector tokens, (batch, tokens, d)
 
 # %% ../nbs/04_train_distill.ipynb #4ad14133
 def distill_batch_loss(model, # the (possibly accelerate-wrapped) `CLIPQwenVLM`
-                       feats:list, # per-sample CLIP tokens `(V_i, N, d_clip)`
-                       teachers:list, # per-sample teacher tokens `(V_i, T, d_llm)`
+                       feats:list, # per-sample CLIP tokens `(V_i*F, N, d_clip)` (camera by camera, `F` key frames each)
+                       teachers:list, # per-sample teacher tokens `(V_i*F, T, d_llm)`, in the same order
                        cameras:list, # per-sample camera names
                        l1_weight:float=1.0, # Smooth L1 weight
                        cos_weight:float=1.0, # cosine weight

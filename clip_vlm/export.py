@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from fastcore.meta import delegates
 from tqdm import tqdm
-from .data import (CAMERAS, Sample, Samples, check_cameras, check_max_samples, check_mode, check_split, data_args, nusc_index, scene_split, select_samples, source_flags)
+from .data import (CAMERAS, Sample, Samples, check_cameras, check_frames, check_max_samples, check_mode, check_split, data_args, nusc_index, scene_split, select_samples, source_flags)
 from .cli import UserError, need, run_as_module, run_cli
 from .crashsafe import check_regular, check_writable_dir, human_size, recover_dir, replace_dir, temp_dir_for, writing
 from .nuinteract import caption_parts, caption_text, check_caption_source, nuinteract_samples, read_nuinteract
@@ -65,9 +65,11 @@ def _manifest_entry(s:Sample, # a sample chosen by `nuinteract_samples`
     parts = caption_parts(row, used) if row is not None else dict(combined=None, front=None, back=None)
     if parts['combined'] != s.caption:  # never happens unless the two modules drift apart
         raise RuntimeError(f"sample {s.token}: caption_parts and nuinteract_samples disagree on the combined caption")
-    return dict(token=s.token, scene_token=s.scene, scene_name=scene_name, split=split,
-                images={c: f'images/{s.token}/{c}.jpg' for c in s.views},
-                captions=parts, caption_source=used)
+    e = dict(token=s.token, scene_token=s.scene, scene_name=scene_name, split=split,
+             images={c: f'images/{s.token}/{c}.jpg' for c in s.views}, captions=parts, caption_source=used)
+    if s.earlier:  # --frames: the key frames before it, oldest first, each in its own sample's folder
+        e['earlier'] = [dict(token=f.token, images={c: f'images/{f.token}/{c}.jpg' for c in s.views}) for f in s.earlier]
+    return e
 
 # %% ../nbs/02_export.ipynb #1fa85c62
 def _official_splits(version) -> dict:
@@ -76,6 +78,10 @@ def _official_splits(version) -> dict:
     except UserError: return {}
 
 # %% ../nbs/02_export.ipynb #0783f40e
+def _images(entries:list) -> dict:
+    "Every image file an export holds, once: relative path -> (sample token, camera), earlier key frames included."
+    return {p: (f['token'], c) for e in entries for f in [*e.get('earlier', []), e] for c, p in f['images'].items()}
+
 def _manifest(version:str, # the nuScenes version
               cams, # the cameras, in order
               source:str, # the caption source flag
@@ -86,12 +92,12 @@ def _manifest(version:str, # the nuScenes version
     "The manifest: its header (format, version, cameras, caption source, counts, when and by what) and `entries`."
     return dict(format=EXPORT_FORMAT, format_version=EXPORT_FORMAT_VERSION, nuscenes_version=version,
                 cameras=list(cams), caption_source=source, caption_strategy='overall',
-                counts=dict(samples=len(entries), images=len(entries)*len(cams), in_version=summ.get('in_version'),
+                counts=dict(samples=len(entries), images=len(_images(entries)), in_version=summ.get('in_version'),
                             nuinteract_files=summ.get('nuinteract_files'), dropped=summ['dropped'],
                             caption_sources=summ['caption_sources']),
                 created=datetime.now(timezone.utc).isoformat(timespec='seconds'),
                 created_by=f"clip_vlm {getattr(sys.modules.get('clip_vlm'), '__version__', '?')}",
-                options=options, entries=entries)
+                options=options, **({'frames': summ['frames']} if summ.get('frames', 1) > 1 else {}), entries=entries)
 
 # %% ../nbs/02_export.ipynb #b56c6afe
 def export_overlap(nusc_root, # the nuScenes folder (`--nusc-root`)
@@ -103,6 +109,7 @@ def export_overlap(nusc_root, # the nuScenes folder (`--nusc-root`)
                    overwrite:bool=False, # replace an earlier export at `output_dir`
                    max_samples=None, # export at most this many samples (a quick sanity check)
                    nuinteract_caption_source='gpt', # 'gpt', 'gemini' or 'auto' (`--nuinteract-caption-source`)
+                   frames:int=1, # key frames per sample (`--frames`): also copy each sample's earlier ones
                    cache_dir=None, # nuScenes index cache folder (default `clip_vlm.data.default_cache_dir()`)
                    progress:bool=True, # show a progress bar while copying
                   ) -> Path:
@@ -117,7 +124,8 @@ def export_overlap(nusc_root, # the nuScenes folder (`--nusc-root`)
     _check_output_dir(out, overwrite, (nusc_root, nuinteract_dir))
     samples = nuinteract_samples(nusc_root=nusc_root, version=version, nuinteract_dir=nuinteract_dir, cameras=cams,
                                  nuinteract_caption_strategy='overall', nuinteract_caption_source=source,
-                                 require_files=require_files, max_samples=max_samples, mode='lm', cache_dir=cache_dir)
+                                 require_files=require_files, max_samples=max_samples, mode='lm', cache_dir=cache_dir,
+                                 frames=frames)
     summ = samples.summary
     if not samples:
         raise UserError(f"--nuinteract-dir: no sample of {version} has a usable {source} caption"
@@ -130,25 +138,24 @@ def export_overlap(nusc_root, # the nuScenes folder (`--nusc-root`)
     manifest = _manifest(version, cams, source, summ, entries,
                          options=dict(require_files=bool(require_files), max_samples=max_samples,
                                       nusc_root=str(summ.get('nusc_root')), nuinteract_dir=str(nuinteract_dir)))
-    size = sum(os.stat(p).st_size for s in samples for p in s.views.values())
+    files = {f'images/{f.token}/{c}.jpg': p for s in samples for f in s.frames for c, p in f.views.items()}  # each image once
+    size = sum(os.stat(p).st_size for p in files.values())
     with writing(out.parent, 'write the export', size):
         out.parent.mkdir(parents=True, exist_ok=True)
         free = shutil.disk_usage(out.parent).free
         if free < size: raise UserError(f"--output-dir {out}: the export needs about {human_size(size)} and "
                                         f"{out.parent} has {human_size(free)} free; free space or choose another folder")
-        _write_export(out, samples, entries, manifest, cams, progress)
+        _write_export(out, files, entries, manifest, progress)
     return out
 
 # %% ../nbs/02_export.ipynb #b56c6afe
-def _write_export(out, samples, entries, manifest, cams, progress):
-    "Copy the images and write captions.json and manifest.json in a temporary folder, then swap it into place."
+def _write_export(out, files, entries, manifest, progress):
+    "Copy the images (`files`: relative path -> source) and write captions.json and manifest.json in a temporary folder, then swap it into place."
     tmp = temp_dir_for(out, 'partial')
     try:
-        with tqdm(total=len(entries)*len(cams), desc=f'exporting to {out.name}', unit='img', disable=not progress) as bar:
-            for s, e in zip(samples, entries):
-                (tmp/'images'/s.token).mkdir(parents=True)
-                for cam, src in s.views.items():
-                    _copy_image(src, tmp/e['images'][cam]); bar.update()
+        for rel, src in tqdm(files.items(), desc=f'exporting to {out.name}', unit='img', disable=not progress):
+            (tmp/rel).parent.mkdir(parents=True, exist_ok=True)
+            _copy_image(src, tmp/rel)
         (tmp/'captions.json').write_text(json.dumps({e['token']: e['captions']['combined'] for e in entries}, indent=1))
         (tmp/'manifest.json').write_text(json.dumps(manifest, indent=1))
         replace_dir(tmp, out)
@@ -230,7 +237,13 @@ def _check_entry(root:Path, # the export folder, resolved
     imgs = e.get('images')
     if not isinstance(imgs, dict): raise UserError(f"{where}: images must be an object camera -> relative path")
     paths = {c: _inside(root, p, f"{where} camera {c}") for c, p in imgs.items()}
-    return {**e, 'images': paths}
+    earlier = e.get('earlier', [])
+    if not isinstance(earlier, list) or any(not isinstance(f, dict) or not isinstance(f.get('images'), dict)
+                                            or not isinstance(f.get('token'), str) for f in earlier):
+        raise UserError(f"{where}: earlier must be a list of key frames, each with a token and images")
+    earlier = [dict(f, images={c: _inside(root, p, f"{where} earlier key frame {f['token']} camera {c}") for c, p in f['images'].items()})
+               for f in earlier]
+    return {**e, 'images': paths, **({'earlier': earlier} if earlier else {})}
 
 # %% ../nbs/02_export.ipynb #b50340c4
 def read_manifest(overlap_export_dir, # folder written by `export_overlap` (`--overlap-export-dir`)
@@ -274,7 +287,12 @@ def overlap_samples(mode:str='lm', # 'lm' needs captions, 'distill' does not
     summary = dict(source='overlap_export', version=head['nuscenes_version'], split=split, overlap_export_dir=str(root),
                    caption_source=head.get('caption_source'), strategy=head.get('caption_strategy'),
                    in_export=len(ents), in_split=len(keep), dropped={'outside_split': len(ents) - len(keep)})
-    cands = (Sample(e['token'], e['scene_token'], {c: e['images'].get(c) for c in cams}, e['captions'].get('combined'))
+    frames, held = check_frames(a.frames), int(head.get('frames', 1))
+    if frames > held: raise UserError(f"--frames {frames}: the export {root} holds {held} key frame(s) per sample; "
+                                      f"export it again with clip_vlm_export --frames {frames}, or lower --frames")
+    view = lambda f: {c: f['images'].get(c) for c in cams}
+    cands = (Sample(e['token'], e['scene_token'], view(e), e['captions'].get('combined'),
+                    tuple(Sample(f['token'], e['scene_token'], view(f)) for f in e.get('earlier', [])))
              for e in keep)
     return select_samples(cands, cams, a.require_files, max_samples, mode, summary,
-                          caption_source={e['token']: e.get('caption_source') for e in keep})
+                          caption_source={e['token']: e.get('caption_source') for e in keep}, frames=frames)

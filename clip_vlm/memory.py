@@ -318,7 +318,7 @@ def run_memory(clip_config, # CLIP's config
               ) -> dict:
     "`estimate_memory` for a run: its flags and its longest samples, priced on a GPU (bf16 or fp16 weights and activations)."
     g = check_geometry(clip_config=clip_config, qwen_config=qwen_config, image_size=a['size'])
-    views = max([len(s.views) for s in samples] or [6])
+    views = max([len(s.views)*len(getattr(s, 'frames', [s])) for s in samples] or [6])  # every key frame's views
     text, cap = text_tokens(samples, tokenizer, a.get('prompt') or '', g.grid, a['batch_size']) if a['mode'] == 'lm' else (0, 0)
     return estimate_memory(clip_config, qwen_config, a['mode'], views, a['size'], a['batch_size'], text, cap, a['qwen_quant'],
                            a['lora_r'] if a['use_lora'] else None, a['lora_dropout'], bool(a.get('gradient_checkpointing')),

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from fastcore.basics import AttrDict
 from fastcore.meta import delegates
-from .data import CHAT_TOKEN, MODES, SPLITS, check_cameras, data_args
+from .data import CHAT_TOKEN, MODES, SPLITS, check_cameras, check_frames, data_args
 from .sources import DATASETS, build_samples
 from .cli import UserError, check_choice, check_number, first_line
 import contextlib
@@ -174,6 +174,7 @@ def check_fit_args(a:dict, # `fit`'s arguments by name
     check_choice('--qwen-quant', a.qwen_quant, QUANTS, 'quantisation')
     if a.workers is None: a.workers = min(8, max(0, (os.cpu_count() or 1) - 2)) if torch.cuda.is_available() else 0
     for k, rule in FIT_RANGES.items(): a[k] = check_number('--' + k.replace('_', '-'), a[k], **rule)
+    a.frames = check_frames(a.frames)
     if a.mode == 'distill' and a.use_lora:
         raise UserError("--use-lora trains the LLM, which --mode distill never runs; drop --use-lora or use --mode lm")
     if a.mode == 'distill' and a.gradient_checkpointing:
@@ -246,7 +247,7 @@ _SETUP = dict(  # fit's flag (parsed) -> what config.json records for it
     prompt=lambda ck: ck['prompt'], fusion_layers=lambda ck: ck['connector'].get('fusion_layers'),
     qwen_quant=lambda ck: ck['quant'], use_lora=lambda ck: bool(ck.get('lora')),
     lora_r=lambda ck: (ck.get('lora') or {}).get('r'), lora_alpha=lambda ck: (ck.get('lora') or {}).get('alpha'),
-    lora_dropout=lambda ck: (ck.get('lora') or {}).get('dropout'))
+    lora_dropout=lambda ck: (ck.get('lora') or {}).get('dropout'), frames=lambda ck: ck['connector'].get('frames', 1))
 
 def _check_setup(a:AttrDict, # the checked arguments (view size parsed)
                  ck:dict, # the `--resume` checkpoint's config.json
@@ -262,6 +263,7 @@ def _check_setup(a:AttrDict, # the checked arguments (view size parsed)
         raise UserError(f"{flag} {show(k, v)}: the checkpoint --resume {a.resume} was trained with {show(k, want)} (its config.json); "
                         f"drop {flag} to continue it, or start a new run")
     a.cameras, a.size = list(ck['cameras']), tuple(ck['image_size'])  # the data gives the views the model learned, in its order
+    a.frames = ck['connector'].get('frames', 1)  # and as many key frames
 
 # %% ../nbs/05_plan.ipynb #07ed6c36
 def hold_save(a:AttrDict, # the run's arguments (`fit_args`)
@@ -331,12 +333,13 @@ def run_cost(a:AttrDict, # the run's arguments
     size = tuple(ck['image_size']) if ck.get('image_size') and a.image_size is None else a.size
     ccfg = _model_config(clip_id, '--clip-model', CLIP_MODEL, 'clip_vit_l14')
     qcfg = _model_config(qwen_id, '--qwen-model', QWEN_MODEL, 'qwen2_5_vl_3b')
-    views = [len(s.views) for s in samples]
-    out = dict(samples=len(views), views=sum(views))
+    views = [len(s.views)*len(s.frames) for s in samples]  # what the connector reads: every key frame's views
+    out = dict(samples=len(views), views=sum(views), frames=max([len(s.frames) for s in samples] or [1]))
     if ccfg is None or qcfg is None:
         out['unknown'] = f"cannot read the config of {clip_id if ccfg is None else qwen_id}"
         return out
-    est = cache_estimate(ccfg, qcfg, size, views, teacher=(a.mode == 'distill'))
+    entries = {f.token: len(s.views) for s in samples for f in s.frames}  # one entry per key frame: earlier ones are shared
+    est = cache_estimate(ccfg, qcfg, size, list(entries.values()), teacher=(a.mode == 'distill'))
     T = est['tokens_per_view']
     out.update(image_tokens_per_view=T.get('teacher') or cache_estimate(ccfg, qcfg, size, [1], True)['tokens_per_view']['teacher'],
                clip_tokens_per_view=T['clip'], cache_bytes=est['bytes'], cache_files=est['files'],
@@ -350,7 +353,7 @@ def run_cost(a:AttrDict, # the run's arguments
 def format_cost(c:dict) -> str:
     "Readable lines for `run_cost`."
     if 'unknown' in c: return f"cost: unknown ({c['unknown']})"
-    lines = [f"tokens per sample: {c['image_tokens_per_sample']:g} image tokens for the LLM ({c['image_tokens_per_view']} per view); "
+    lines = [f"tokens per sample: {c['image_tokens_per_sample']:g} image tokens for the LLM ({c['image_tokens_per_view']} per view" + (f", {c['frames']} key frames per camera" if c.get('frames', 1) > 1 else '') + f"); "
              f"CLIP reads {c['clip_tokens_per_view']} patches per view"]
     per = ' + '.join(f"{k} {v/1e6:.2f} MB" for k, v in c['bytes_per_view'].items())
     where = (f" in {c['cache_dir']}: {_gb(c['free_bytes'])} free on its disk" + (f", {_gb(c['cache_existing_bytes'])} of entries already in the folder" if c['cache_existing_bytes'] else '')

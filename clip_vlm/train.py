@@ -73,7 +73,7 @@ class SampleData(torch.utils.data.Dataset):
     def __len__(self): return len(self.samples)
     def __getitem__(self, i):
         s = self.samples[i]
-        paths = list(s.views.values())
+        paths = s.paths  # every key frame's views, oldest first
         try:
             found = self.features.lookup(paths)
             views = load_views(paths, size=self.image_size) if self.features.needs_pixels(found) else None
@@ -215,7 +215,7 @@ def load_model(a:AttrDict, # the run's arguments
     else: vlm = CLIPQwenVLM.build(a.clip_model or CLIP_MODEL, a.qwen_model or QWEN_MODEL, quant=a.qwen_quant, use_lora=a.use_lora,
                                   lora_r=a.lora_r, lora_alpha=a.lora_alpha, lora_dropout=a.lora_dropout, cameras=cameras or None,
                                   image_size=a.size, clip_layer=a.clip_layer, prompt=a.prompt, fusion_layers=a.fusion_layers,
-                                  device=device, seed=a.seed)
+                                  device=device, seed=a.seed, frames=a.frames)
     return checkpoint_llm(vlm) if a.get('gradient_checkpointing') else vlm  # --gradient-checkpointing (lm mode only)
 
 # %% ../nbs/05_train_lm.ipynb #30d39db9
