@@ -523,7 +523,8 @@ def _cli_samples(images, # --images CAM=PATH ... (None: the dataset flags)
     if images:
         other = [f"--{k.replace('_', '-')}" for k in ('nusc_root', 'captions', 'nuinteract_dir', 'overlap_export_dir', 'cameras') if given(a[k])]
         if other: raise UserError(f"--images does not go with the dataset flags ({', '.join(other)}); use one or the other")
-        if eval: raise UserError("--eval needs reference captions: use the dataset flags, not --images")
+        if eval or a.frames > 1: raise UserError("--eval needs reference captions: use the dataset flags, not --images" if eval else
+                                                 f"--images: one image per camera, but the checkpoint reads {a.frames} key frames per camera; caption with the dataset flags")
         return [Sample(token=token, scene='images', views=_parse_images(images))]
     if eval and a.dataset == 'nuscenes' and not given(a.captions):
         raise UserError("--eval needs reference captions: pass --captions FILE (sample_token -> text)")
