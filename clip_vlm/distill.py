@@ -58,7 +58,9 @@ def weights_digest(params:list, # tensors (the trainable parameters)
                   ) -> str:
     "A hash of every byte of `params`: equal digests before and after training mean it changed nothing."
     h = hashlib.blake2b(digest_size=16)
-    for p in params: h.update(p.detach().reshape(-1).contiguous().view(torch.uint8).cpu().numpy().data)
+    for p in params:
+        p = p.to_local() if hasattr(p, 'to_local') else p  # a weight sharded by --fsdp: this process's shard
+        h.update(p.detach().reshape(-1).contiguous().view(torch.uint8).cpu().numpy().data)
     return h.hexdigest()
 
 # %% ../nbs/04_train_distill.ipynb #be43745b

@@ -230,7 +230,7 @@ def estimate_memory(clip_config, # CLIP's config
                     lora_dropout:float=0.05, # LoRA dropout
                     gradient_checkpointing:bool=False, # --gradient-checkpointing (lm)
                     processes:int=1, # GPUs training together
-                    shard_frozen:bool=False, # each GPU holds 1/processes of the frozen weights (FSDP)
+                    fsdp:bool=False, # --fsdp: each GPU holds 1/processes of every weight, gradient and AdamW state
                     dtype_bytes:int=2, # bytes per frozen parameter and activation: 2 (bf16/fp16), 4 (float32)
                     fusion_layers:int=0, # the connector's fusion layers
                    ) -> dict:
@@ -238,7 +238,8 @@ def estimate_memory(clip_config, # CLIP's config
     g = check_geometry(clip_config=clip_config, qwen_config=qwen_config, image_size=size)
     tr = trainable(clip_config, qwen_config, size, lora_r if mode == 'lm' else None, fusion_layers)
     frozen = frozen_bytes(clip_config, qwen_config, quant, dtype_bytes)
-    if shard_frozen and processes > 1: frozen = frozen//processes + _largest_layer(qwen_config, quant, dtype_bytes)
+    sharded = fsdp and processes > 1
+    if sharded: frozen = frozen//processes + 2*_largest_layer(qwen_config, quant, dtype_bytes)  # computing, and the next gathered
     conn = dict(d_clip=g.d_clip, hidden=tr['connector_hidden'], d_llm=g.d_llm, views=views, clip_tokens=g.clip_tokens, tokens=g.tokens_per_view)
     B, a = batch_size, dtype_bytes
     act = (lm_activations(qwen_config.text_config, B, views*g.tokens_per_view + text_tokens, B*(caption_tokens + 1), conn, a,
@@ -247,14 +248,15 @@ def estimate_memory(clip_config, # CLIP's config
     if mode == 'distill': towers = max(towers, tower_activations(qwen_config, B*views, 4*g.tokens_per_view, a))
     feats = B*views*(g.clip_tokens*g.d_clip + (g.tokens_per_view*g.d_llm if mode == 'distill' else 0))*a
     activations = max(act['total'], towers) + feats
-    train = tr['weights'] + tr['grads'] + tr['adamw'] + (tr['grads'] if processes > 1 else 0)  # DDP's gradient buckets
+    train = tr['weights'] + tr['grads'] + tr['adamw']
+    train = train//processes if sharded else train + (tr['grads'] if processes > 1 else 0)  # sharded, or DDP's gradient buckets
     total = frozen + train + activations + CUDA_RESERVE
     return dict(frozen=frozen, trainable=train, activations=activations, reserve=CUDA_RESERVE, total=total, fits=_fits(total),
                 trainable_params=tr['params'], tokens=views*g.tokens_per_view + (text_tokens if mode == 'lm' else 0))
 
 # %% ../nbs/05_memory.ipynb #7d3da842
 def _largest_layer(qwen_config, quant:str, dtype_bytes:int) -> int:
-    "Bytes of one LLM decoder layer's weights as stored: what a sharded run gathers at a time."
+    "Bytes of one LLM decoder layer's weights as stored: a sharded run holds two of them gathered at a time."
     t, n = tally(qwen_config), qwen_config.text_config.num_hidden_layers
     return sum(bnb_bytes(i, o, quant, dtype_bytes) for i, o in t['linears'])//n
 
@@ -312,7 +314,7 @@ def text_tokens(samples:list, # the run's samples (`Sample`s with `views` and `c
 def run_memory(clip_config, # CLIP's config
                qwen_config, # Qwen-VL's config
                samples:list, # the training samples
-               a:dict, # the run's settings: mode, size, batch_size, qwen_quant, use_lora, lora_r, lora_dropout, gradient_checkpointing, prompt
+               a:dict, # the run's settings: mode, size, batch_size, qwen_quant, use_lora, lora_r, lora_dropout, gradient_checkpointing, prompt, fsdp
                tokenizer=None, # the Qwen tokenizer, if at hand
                processes:int=None, # GPUs training together (default: $WORLD_SIZE, else 1)
               ) -> dict:
@@ -322,7 +324,7 @@ def run_memory(clip_config, # CLIP's config
     text, cap = text_tokens(samples, tokenizer, a.get('prompt') or '', g.grid, a['batch_size']) if a['mode'] == 'lm' else (0, 0)
     return estimate_memory(clip_config, qwen_config, a['mode'], views, a['size'], a['batch_size'], text, cap, a['qwen_quant'],
                            a['lora_r'] if a['use_lora'] else None, a['lora_dropout'], bool(a.get('gradient_checkpointing')),
-                           processes or int(os.environ.get('WORLD_SIZE', 1)))
+                           processes or int(os.environ.get('WORLD_SIZE', 1)), fsdp=bool(a.get('fsdp')))
 
 # %% ../nbs/05_memory.ipynb #d10c0533
 def memory_table(sizes=('3B', '7B', '32B', '72B'), # Qwen2.5-VL sizes
@@ -330,7 +332,7 @@ def memory_table(sizes=('3B', '7B', '32B', '72B'), # Qwen2.5-VL sizes
                  modes=('lm', 'distill'), # --mode
                  batches=(1, 8), # --batch-size
                 ) -> str:
-    "A markdown table of `estimate_memory` per model, quantisation and mode: GiB per GPU and the smallest GPU that fits, on one GPU and on eight sharded."
+    "A markdown table of `estimate_memory` per model, quantisation and mode: GiB per GPU and the smallest GPU that fits, on one GPU and on eight with `--fsdp`."
     clip = real_config('clip_vit_l14')
     head = ['Qwen2.5-VL', 'weights', 'mode'] + [f"{n} GPU{'s' if n > 1 else ''}, batch {b}" for n in (1, 8) for b in batches]
     rows = ['| ' + ' | '.join(head) + ' |', '|' + '---|'*len(head)]
@@ -340,7 +342,7 @@ def memory_table(sizes=('3B', '7B', '32B', '72B'), # Qwen2.5-VL sizes
                 cells = []
                 for n in (1, 8):
                     for b in batches:
-                        m = estimate_memory(clip, qwen25_vl_config(s), mode, batch_size=b, quant=q, processes=n, shard_frozen=n > 1)
+                        m = estimate_memory(clip, qwen25_vl_config(s), mode, batch_size=b, quant=q, processes=n, fsdp=n > 1)
                         cells.append(f"{m['total']/GiB:.1f} ({m['fits'][0] if m['fits'] else 'none fits'})")
                 rows.append(f"| {s} | {'bf16' if q == 'none' else q} | {mode} | " + ' | '.join(cells) + ' |')
     return '\n'.join(rows)

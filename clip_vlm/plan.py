@@ -22,9 +22,9 @@ from .distill import cache_estimate, slow_disk
 from .memory import run_memory, format_memory, check_gpu_memory, cuda_memory
 
 # %% auto #0
-__all__ = ['FIT_RANGES', 'TRACKERS', 'parse_every', 'read_training_state', 'load_optimizer', 'load_optimizer_state',
-           'check_fit_args', 'fit_args', 'hold_save', 'run_cost', 'format_cost', 'check_cache_fits', 'load_samples',
-           'make_accelerator', 'lr_at']
+__all__ = ['FIT_RANGES', 'TRACKERS', 'parse_every', 'read_training_state', 'load_optimizer', 'load_optimizer_state', 'check_fsdp',
+           'no_accelerate_fsdp', 'check_fit_args', 'fit_args', 'hold_save', 'run_cost', 'format_cost',
+           'check_cache_fits', 'load_samples', 'make_accelerator', 'lr_at']
 
 # %% ../nbs/05_plan.ipynb #09efceca
 def _parse_size(image_size):
@@ -165,6 +165,29 @@ def _check_splits(a:AttrDict):
         raise UserError(f"--val-split {a.val_split} overlaps --split {a.split}: the validation loss (and best/) would be "
                         "measured on training samples; use --split train --val-split val")
 
+# %% ../nbs/05_plan.ipynb #78d9f06b
+def check_fsdp(a, # the run's arguments (`fit_args`)
+              ):
+    "Turn `a.fsdp` on for an Accelerate FSDP launch; refuse an FSDP1 config and the flags that cannot shard in one line; `a`."
+    env = os.environ.get('ACCELERATE_USE_FSDP', 'false').lower() == 'true'
+    if env and os.environ.get('FSDP_VERSION', '2') != '2':
+        raise UserError(f"--fsdp: the Accelerate config asks for fsdp_version {os.environ['FSDP_VERSION']}; clip_vlm shards with FSDP2: set fsdp_version: 2")
+    a.fsdp = bool(a.get('fsdp')) or env
+    if not a.fsdp: return a
+    if a.get('cache_only'): raise UserError("--fsdp --cache-only: filling the feature cache trains nothing to shard; run --cache-only without --fsdp")
+    if a.get('qwen_quant') == 'bnb-8bit':
+        raise UserError("--fsdp --qwen-quant bnb-8bit: 8-bit weights cannot be sharded; use --qwen-quant bnb-4bit or none")
+    return a
+
+# %% ../nbs/05_plan.ipynb #2a9a40d5
+@contextlib.contextmanager
+def no_accelerate_fsdp():
+    "Within: Accelerate sees no FSDP request (an `accelerate launch` FSDP config sets one), so it makes a plain accelerator and `prepare_run` shards."
+    v = os.environ.pop('ACCELERATE_USE_FSDP', None)
+    try: yield
+    finally:
+        if v is not None: os.environ['ACCELERATE_USE_FSDP'] = v
+
 # %% ../nbs/05_plan.ipynb #bb0aa5f4
 def check_fit_args(a:dict, # `fit`'s arguments by name
                   ) -> AttrDict:
@@ -179,7 +202,7 @@ def check_fit_args(a:dict, # `fit`'s arguments by name
         raise UserError("--use-lora trains the LLM, which --mode distill never runs; drop --use-lora or use --mode lm")
     if a.mode == 'distill' and a.gradient_checkpointing:
         raise UserError("--gradient-checkpointing recomputes the LLM's layers, which --mode distill never runs; drop it or use --mode lm")
-    _check_folders(a); ck = _check_resume(a); _check_splits(a)
+    _check_folders(a); ck = _check_resume(a); _check_splits(a); check_fsdp(a)
     if CHAT_TOKEN.search(str(a.prompt)):
         raise UserError(f"--prompt: holds the chat token {CHAT_TOKEN.search(str(a.prompt))[0]}, which would end the turn early; remove it")
     a.save_every_steps, a.save_every_s = parse_every(a.save_every)
@@ -221,6 +244,7 @@ def fit_args(mode:str='lm', # lm (caption cross-entropy) or distill (match Qwen-
              workers:int=None, # data-loader worker processes (default: 0 on the CPU; where CUDA is present, up to 8)
              compile:bool=False, # torch.compile the frozen towers' and the LLM's layers (GPU: ~20 s once, then faster steps)
              gradient_checkpointing:bool=False, # lm: recompute the LLM's layers in the backward pass (far less activation memory, about a third more compute)
+             fsdp:bool=False, # shard the frozen and trainable weights over the processes (FSDP2; torchrun or accelerate launch); checkpoints as a single process writes them
              ignore_memory_estimate:bool=False, # train even when the GPU memory estimate exceeds the GPU's memory
              save:str=None, # checkpoint folder, written at the end of every epoch (default: the --resume folder)
              save_every:str=None, # also checkpoint inside epochs: every N optimizer steps (500) or minutes of training (20m)
@@ -411,9 +435,10 @@ def make_accelerator(a:AttrDict, # the run's arguments
                     ):
     "The run's `accelerate.Accelerator`: gradient accumulation, mixed precision and the `--report-to` trackers."
     from accelerate import Accelerator
-    return Accelerator(gradient_accumulation_steps=a.grad_accum, mixed_precision=a.mixed_precision,
-                       cpu=not torch.cuda.is_available(), log_with=a.trackers or None,
-                       project_dir=str(_logging_dir(a)) if a.trackers else None)
+    with no_accelerate_fsdp():  # --fsdp is ours (clip_vlm.shard): Accelerate gives the processes, precision and data shards
+        return Accelerator(gradient_accumulation_steps=a.grad_accum, mixed_precision=a.mixed_precision,
+                           cpu=not torch.cuda.is_available(), log_with=a.trackers or None,
+                           project_dir=str(_logging_dir(a)) if a.trackers else None)
 
 # %% ../nbs/05_plan.ipynb #8a41d489
 def lr_at(step:int, # optimizer steps done

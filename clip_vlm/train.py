@@ -21,6 +21,7 @@ from .distill import FeatureCache, FrozenFeatures, distill_batch_loss, weights_d
 from .plan import fit_args, hold_save, load_samples, make_accelerator, lr_at, load_optimizer, load_optimizer_state, read_training_state
 from .checkpoint import resolve_checkpoint
 from .memory import checkpoint_llm
+from .shard import prepare_run, gathered
 
 # %% auto #0
 __all__ = ['lm_items', 'lm_batch_loss', 'EpochSampler', 'SampleData', 'Position', 'plot_history', 'save_checkpoint',
@@ -254,12 +255,6 @@ class Run:
                 f"epoch {self.pos.epoch}/{self.args.epochs}, step {self.pos.step}/{self.total_steps}, "
                 f"{sum(p.numel() for p in self.params):,} trainable parameters)")
 
-# %% ../nbs/05_train_lm.ipynb #1a0e199b
-def _keep_frozen_out_of_ddp(vlm):
-    "Frozen weights are identical in every process: keep DDP from broadcasting gigabytes of them at start-up."
-    torch.nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
-        vlm, [n for n, p in vlm.named_parameters() if not p.requires_grad] + [n for n, _ in vlm.named_buffers() if not n.startswith('connector.')])
-
 # %% ../nbs/05_train_lm.ipynb #6483ef0d
 def _none_fits(a:AttrDict, s, e:TooLongError) -> str:
     "Why no sample fits: the first one's length and the part that takes most of it, with what to change."
@@ -319,12 +314,11 @@ def start_run(a:AttrDict, # the run's arguments (`fit_args`)
     run = Run(args=a, acc=acc, main=main, vlm=vlm, samples=samples, feats=feats, params=params, sampler=sampler,
               items=items, val=val, val_items=val_items, quiet=quiet)
     if a.resume is not None: _resume(run, opt)
-    _keep_frozen_out_of_ddp(vlm)
-    run.model, run.opt, run.loader = acc.prepare(vlm, opt, loader)
+    run.model, run.opt, run.loader = prepare_run(run, opt, loader)  # DDP, or sharded with --fsdp (clip_vlm.shard)
     run.batches_per_epoch = len(run.loader)  # in this process
     run.total_steps = math.ceil(run.batches_per_epoch/a.grad_accum)*a.epochs
     run.t0, run.step0, run.seen0, run.last_save = time.perf_counter(), run.pos.step, run.pos.seen, time.monotonic()
-    run.digest0 = weights_digest(params)
+    run.digest0 = weights_digest(run.params)
     if a.trackers: init_trackers(run)
     return run
 
@@ -478,12 +472,12 @@ def save_run(run:Run, # the run
             ):
     "Checkpoint phase: every process waits, the main one writes `args.save` atomically (mid-epoch: with the position in the epoch)."
     run.acc.wait_for_everyone()
-    if run.main:
-        a = run.args
-        state = run.pos.to_dict(best=run.best, args=a.record)
-        with writing(Path(a.save).parent, what=f"write the checkpoint {a.save}"):
-            save_checkpoint(a.save, run.acc.unwrap_model(run.model), run.opt, state, run.history,
-                            dict(mode=a.mode, training_args=a.record, best=run.best), best=best)
+    with gathered(run) as (vlm, opt):  # --fsdp: the whole weights and optimizer state, gathered in every process
+        if run.main:
+            a = run.args
+            state = run.pos.to_dict(best=run.best, args=a.record)
+            with writing(Path(a.save).parent, what=f"write the checkpoint {a.save}"):
+                save_checkpoint(a.save, vlm, opt, state, run.history, dict(mode=a.mode, training_args=a.record, best=run.best), best=best)
     run.last_save, run.saved_step = time.monotonic(), run.pos.step
 
 # %% ../nbs/05_train_lm.ipynb #1481d3fe
