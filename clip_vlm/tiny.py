@@ -210,7 +210,7 @@ def make_tiny_models(out_dir=None, # parent folder (default `tiny_cache_dir()`)
     return paths
 
 # %% ../nbs/11_tiny.ipynb #f43bd4bb
-DEMO_DATA_VERSION = 2  # raised when the generated sample data changes (2: captions say what the cameras show)
+DEMO_DATA_VERSION = 3  # raised when the generated sample data changes (2: captions say what the cameras show; 3: and how objects move)
 
 def demo_assets(root=None, # folder for the assets (default `<cache>/demo`)
                 image_size=(800, 450), # camera image size of the generated tree (half the real 1600×900)
