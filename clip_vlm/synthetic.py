@@ -50,42 +50,41 @@ def scene_names(version:str='v1.0-mini', # nuScenes version
 COLOURS = dict(red=(215, 35, 35), green=(35, 185, 60), blue=(40, 75, 225), yellow=(235, 205, 35))  # name -> RGB
 KINDS = ('car', 'truck', 'pedestrian')
 SIDES = ('on the left', 'ahead', 'on the right')
-SLOTS = 9  # positions across a frame, three per side; a moving object steps one slot per key frame
-TRACK = 5  # key frames per track: every TRACK-th key frame of a scene, its first included, a camera starts a new one
-MOTION = 0.2  # default fraction of the tracks whose object moves
+SLOTS = 9  # a moving object crosses the frame in SLOTS key frames: a ninth of its width per key frame, three per side
+TRACK = 5  # key frames per track: each camera's time is cut into windows of TRACK key frames (2.5 s), counted from the epoch
+MOTION = 0  # fraction of moving tracks in the demo's tree (`demo_assets`): none, see `08_demo`; `make_nuscenes` defaults to 0 too
 KEY_US = 500_000  # µs between key frames (nuScenes: 2 Hz)
 # µs after the sample time at which each camera fires (its key frames' timestamps)
 _CAM_OFF = dict(CAM_FRONT=12_500, CAM_FRONT_RIGHT=20_000, CAM_BACK_RIGHT=27_500, CAM_BACK=37_500, CAM_BACK_LEFT=45_000,
                 CAM_FRONT_LEFT=4_500)
+_STATIC_X = dict(zip(SIDES, (0.2, 0.5, 0.8)))  # where a static object stands (its centre / width)
 
-def _slot_x(slot): return (slot + 0.5)/SLOTS  # a slot's centre, as a fraction of the width
-
-def _camera_key(name):
-    "(log, channel, absolute key-frame count) of a generated `<log>__<channel>__<timestamp>.jpg` name, else None."
+def _camera_time(name):
+    "(log, channel, sample time in µs) of a generated `<log>__<channel>__<timestamp>.jpg` name, else None."
     parts = name.rsplit('.', 1)[0].split('__')
     if len(parts) != 3 or parts[1] not in _CAM_OFF or not parts[2].isdigit(): return None
-    return parts[0], parts[1], (int(parts[2]) - _CAM_OFF[parts[1]])//KEY_US
+    return parts[0], parts[1], int(parts[2]) - _CAM_OFF[parts[1]]
 
 def view_content(filename, # a camera file's name (or path): what it shows is a function of the name alone
-                 motion:float=MOTION, # fraction of moving tracks of the tree (`tree_motion`; the `motion` given to `make_nuscenes`)
+                 motion:float=0, # fraction of moving tracks of the tree (`tree_motion`; the `motion` given to `make_nuscenes`)
                 ) -> dict:
-    "The salient object of a generated camera frame: `colour`, `kind`, `side`, `x` (its centre / width) and `motion` ('left', 'right' or None)."
+    "The salient object of a generated camera frame: `colour`, `kind`, `side`, `x` (its centre / width), `motion` ('left', 'right' or None) and `track`."
     name = Path(filename).name
-    key = _camera_key(name)
-    if key is not None:
-        log, ch, k = key
-        r = np.random.default_rng(zlib.crc32(f"{log}__{ch}__{k//TRACK}".encode()))  # the track's own draws
+    key = _camera_time(name)
+    track = None if key is None else key[2]//(TRACK*KEY_US)  # the window of absolute time the frame falls in
+    if key is not None and motion > 0:
+        log, ch, t = key
+        r = np.random.default_rng(zlib.crc32(f"{log}__{ch}__{track}".encode()))  # the track's own draws
         if r.random() < motion:
-            colour, kind, d, s0 = str(r.choice(list(COLOURS))), str(r.choice(KINDS)), int(r.choice([-1, 1])), int(r.integers(SLOTS))
-            slot = (s0 + d*(k % TRACK)) % SLOTS  # round the frame: what leaves one edge comes in at the other
-            return dict(colour=colour, kind=kind, side=SIDES[slot*3//SLOTS], x=_slot_x(slot),
-                        motion=None if k % TRACK == 0 else ('right' if d > 0 else 'left'))
+            colour, kind, d, x0 = str(r.choice(list(COLOURS))), str(r.choice(KINDS)), int(r.choice([-1, 1])), float(r.random())
+            x = (x0 + d*(t - track*TRACK*KEY_US)/(SLOTS*KEY_US)) % 1  # steady speed, round the frame: out at one edge, in at the other
+            return dict(colour=colour, kind=kind, side=SIDES[min(int(3*x), 2)], x=x, motion='right' if d > 0 else 'left', track=track)
     r = np.random.default_rng(zlib.crc32(name.encode()))  # a static view: a new object each key frame
     colour, kind, side = str(r.choice(list(COLOURS))), str(r.choice(KINDS)), str(r.choice(SIDES))
-    return dict(colour=colour, kind=kind, side=side, x=_slot_x(SIDES.index(side)*3 + 1), motion=None)
+    return dict(colour=colour, kind=kind, side=side, x=_STATIC_X[side], motion=None, track=track)
 
 def view_caption(filename, # a camera file's name (or path)
-                 motion:float=MOTION, # fraction of moving tracks of the tree (`tree_motion`)
+                 motion:float=0, # fraction of moving tracks of the tree (`tree_motion`)
                 ) -> str:
     "What the view shows, in words: 'a red car on the left', 'a red car on the left moving right'."
     c = view_content(filename, motion)
@@ -93,12 +92,11 @@ def view_caption(filename, # a camera file's name (or path)
 
 def _draw_object(d, c:dict, w:int, h:int):
     "Draw the salient object `c` on the `ImageDraw` `d` of a `w`×`h` frame (a part past one edge shows at the other)."
-    cx = c.get('x', _slot_x(SIDES.index(c['side'])*3 + 1))*w
+    cx = c.get('x', _STATIC_X[c['side']])*w
     bw, bh = dict(car=(0.30, 0.16), truck=(0.24, 0.36), pedestrian=(0.09, 0.36))[c['kind']]
-    for dx in (-w, 0, w):
+    for dx in (0, -w, w):
         box = [cx + dx - bw*w/2, 0.62*h - bh*h/2, cx + dx + bw*w/2, 0.62*h + bh*h/2]
         if box[2] >= 0 and box[0] <= w: (d.ellipse if c['kind'] == 'pedestrian' else d.rectangle)(box, fill=COLOURS[c['colour']])
-
 
 # %% ../nbs/10_synthetic.ipynb #ae676c37
 def _noise_tile(rng, size):
@@ -244,7 +242,7 @@ def make_nuscenes(root, # folder to write the tree into (created if needed)
                   annotations:int=2, # tracked objects per scene
                   quality:int=90, # JPEG quality
                   workers:int=2, # threads encoding JPEGs
-                  motion:float=MOTION, # fraction of the camera tracks (`TRACK` key frames each) whose object moves
+                  motion:float=0, # fraction of the camera tracks (`TRACK` key frames each) whose object moves (0: every view static)
                  ) -> Path:
     "Write a small nuScenes-format tree (tables, samples, sweeps, maps) at `root` that `NuScenes(version, root)` loads."
     root, cameras = Path(root), check_cameras(cameras)
@@ -293,7 +291,6 @@ def make_nuscenes(root, # folder to write the tree into (created if needed)
             logname = f"{veh}-{start:%Y-%m-%d-%H-%M-%S}{tz}"
             tzinfo = timezone(timedelta(hours=int(tz[:3])))
             t0 = int(start.replace(tzinfo=tzinfo).timestamp()*1e6) + int(rng.integers(1_000_000, 30_000_000))
-            t0 += 200_000 - t0 % (TRACK*KEY_US) + t0 % 100_000  # tracks start with the scene; key frames countable (`view_content`)
             n_sd = {ch: K + (K-1)*nsw[mod] for ch, mod in channels}
             tot_sd = sum(n_sd.values())
             toks = iter(_tokens(rng, 2 + K + len(channels) + annotations*(1+K) + 2*tot_sd))
@@ -308,7 +305,7 @@ def make_nuscenes(root, # folder to write the tree into (created if needed)
             maps[loc]['log_tokens'].append(log_tok)
             out['scene'].dicts([dict(token=scene_tok, log_token=log_tok, nbr_samples=K, first_sample_token=sample_toks[0],
                                      last_sample_token=sample_toks[-1], name=name,
-                                     description=f"Generated scene {name} in {loc}, seed {seed}, motion {motion:g}.")])
+                                     description=f"Generated scene {name} in {loc}, seed {seed}" + (f", motion {motion:g}." if motion else "."))])
             out['sample'].dicts([dict(token=t, timestamp=int(st[k]), prev=sample_toks[k-1] if k else '',
                                       next=sample_toks[k+1] if k+1 < K else '', scene_token=scene_tok)
                                  for k, t in enumerate(sample_toks)])
@@ -476,11 +473,11 @@ NUINTERACT_KINDS = ('gpt', 'gemini', 'both', 'neither', 'partial', 'foreign', 'b
 VIEW_KEYS = CAMERAS + ('FRONT', 'BACK')
 _KEY_CAMERA = dict(FRONT='CAM_FRONT', BACK='CAM_BACK')  # NuInteract's FRONT and BACK texts describe these views
 
-def _view_captions(source, images, keys=VIEW_KEYS, motion=MOTION):
+def _view_captions(source, images, keys=VIEW_KEYS, motion=0):
     "Per-view captions naming their source and key, then what the view shows (`view_caption` of its image)."
     return {k: f"{source} {k}: {view_caption(images.get(_KEY_CAMERA.get(k, k), k), motion)}." for k in keys}
 
-def _scene_caption(images, motion=MOTION) -> str:
+def _scene_caption(images, motion=0) -> str:
     "A sample's caption from its front and back views: 'ahead, a red car on the left; behind, a blue truck ahead moving left.'"
     return (f"ahead, {view_caption(images.get('CAM_FRONT', 'CAM_FRONT'), motion)}; "
             f"behind, {view_caption(images.get('CAM_BACK', 'CAM_BACK'), motion)}.")
