@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_synthetic.ipynb #5264cee8
 from __future__ import annotations
-import io, json, math, os, shutil, tempfile, zlib
+import io, json, math, os, re, shutil, tempfile, zlib
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -15,9 +15,10 @@ from .cli import UserError
 from .crashsafe import write_atomic
 
 # %% auto #0
-__all__ = ['COLOURS', 'KINDS', 'SIDES', 'RADARS', 'LOCATIONS', 'NUINTERACT_KINDS', 'VIEW_KEYS', 'split_scene_names',
-           'scene_names', 'view_content', 'view_caption', 'camera_image', 'lidar_bytes', 'radar_bytes', 'make_nuscenes',
-           'sample_index', 'make_nuinteract', 'nuinteract_kinds', 'make_captions']
+__all__ = ['COLOURS', 'KINDS', 'SIDES', 'SLOTS', 'TRACK', 'MOTION', 'KEY_US', 'RADARS', 'LOCATIONS', 'NUINTERACT_KINDS',
+           'VIEW_KEYS', 'split_scene_names', 'scene_names', 'view_content', 'view_caption', 'camera_image',
+           'lidar_bytes', 'radar_bytes', 'make_nuscenes', 'sample_index', 'tree_motion', 'make_nuinteract',
+           'nuinteract_kinds', 'make_captions']
 
 # %% ../nbs/10_synthetic.ipynb #97a311ad
 _MINI = (['scene-0061', 'scene-0553', 'scene-0655', 'scene-0757', 'scene-0796', 'scene-1077', 'scene-1094', 'scene-1100'],
@@ -49,25 +50,53 @@ def scene_names(version:str='v1.0-mini', # nuScenes version
 COLOURS = dict(red=(215, 35, 35), green=(35, 185, 60), blue=(40, 75, 225), yellow=(235, 205, 35))  # name -> RGB
 KINDS = ('car', 'truck', 'pedestrian')
 SIDES = ('on the left', 'ahead', 'on the right')
+SLOTS = 9  # a moving object crosses the frame in SLOTS key frames: a ninth of its width per key frame, three per side
+TRACK = 5  # key frames per track: each camera's time is cut into windows of TRACK key frames (2.5 s), counted from the epoch
+MOTION = 0  # fraction of moving tracks in the demo's tree (`demo_assets`): none, see `08_demo`; `make_nuscenes` defaults to 0 too
+KEY_US = 500_000  # µs between key frames (nuScenes: 2 Hz)
+# µs after the sample time at which each camera fires (its key frames' timestamps)
+_CAM_OFF = dict(CAM_FRONT=12_500, CAM_FRONT_RIGHT=20_000, CAM_BACK_RIGHT=27_500, CAM_BACK=37_500, CAM_BACK_LEFT=45_000,
+                CAM_FRONT_LEFT=4_500)
+_STATIC_X = dict(zip(SIDES, (0.2, 0.5, 0.8)))  # where a static object stands (its centre / width)
+
+def _camera_time(name):
+    "(log, channel, sample time in µs) of a generated `<log>__<channel>__<timestamp>.jpg` name, else None."
+    parts = name.rsplit('.', 1)[0].split('__')
+    if len(parts) != 3 or parts[1] not in _CAM_OFF or not parts[2].isdigit(): return None
+    return parts[0], parts[1], int(parts[2]) - _CAM_OFF[parts[1]]
 
 def view_content(filename, # a camera file's name (or path): what it shows is a function of the name alone
+                 motion:float=0, # fraction of moving tracks of the tree (`tree_motion`; the `motion` given to `make_nuscenes`)
                 ) -> dict:
-    "The salient object of a generated camera frame: its `colour` (`COLOURS`), `kind` (`KINDS`) and `side` (`SIDES`)."
-    r = np.random.default_rng(zlib.crc32(Path(filename).name.encode()))
-    return dict(colour=str(r.choice(list(COLOURS))), kind=str(r.choice(KINDS)), side=str(r.choice(SIDES)))
+    "The salient object of a generated camera frame: `colour`, `kind`, `side`, `x` (its centre / width), `motion` ('left', 'right' or None) and `track`."
+    name = Path(filename).name
+    key = _camera_time(name)
+    track = None if key is None else key[2]//(TRACK*KEY_US)  # the window of absolute time the frame falls in
+    if key is not None and motion > 0:
+        log, ch, t = key
+        r = np.random.default_rng(zlib.crc32(f"{log}__{ch}__{track}".encode()))  # the track's own draws
+        if r.random() < motion:
+            colour, kind, d, x0 = str(r.choice(list(COLOURS))), str(r.choice(KINDS)), int(r.choice([-1, 1])), float(r.random())
+            x = (x0 + d*(t - track*TRACK*KEY_US)/(SLOTS*KEY_US)) % 1  # steady speed, round the frame: out at one edge, in at the other
+            return dict(colour=colour, kind=kind, side=SIDES[min(int(3*x), 2)], x=x, motion='right' if d > 0 else 'left', track=track)
+    r = np.random.default_rng(zlib.crc32(name.encode()))  # a static view: a new object each key frame
+    colour, kind, side = str(r.choice(list(COLOURS))), str(r.choice(KINDS)), str(r.choice(SIDES))
+    return dict(colour=colour, kind=kind, side=side, x=_STATIC_X[side], motion=None, track=track)
 
 def view_caption(filename, # a camera file's name (or path)
+                 motion:float=0, # fraction of moving tracks of the tree (`tree_motion`)
                 ) -> str:
-    "What the view shows, in words: 'a red car on the left'."
-    c = view_content(filename)
-    return f"a {c['colour']} {c['kind']} {c['side']}"
+    "What the view shows, in words: 'a red car on the left', 'a red car on the left moving right'."
+    c = view_content(filename, motion)
+    return f"a {c['colour']} {c['kind']} {c['side']}" + (f" moving {c['motion']}" if c['motion'] else '')
 
 def _draw_object(d, c:dict, w:int, h:int):
-    "Draw the salient object `c` on the `ImageDraw` `d` of a `w`×`h` frame."
-    cx = dict(zip(SIDES, (0.2, 0.5, 0.8)))[c['side']]*w
+    "Draw the salient object `c` on the `ImageDraw` `d` of a `w`×`h` frame (a part past one edge shows at the other)."
+    cx = c.get('x', _STATIC_X[c['side']])*w
     bw, bh = dict(car=(0.30, 0.16), truck=(0.24, 0.36), pedestrian=(0.09, 0.36))[c['kind']]
-    box = [cx - bw*w/2, 0.62*h - bh*h/2, cx + bw*w/2, 0.62*h + bh*h/2]
-    (d.ellipse if c['kind'] == 'pedestrian' else d.rectangle)(box, fill=COLOURS[c['colour']])
+    for dx in (0, -w, w):
+        box = [cx + dx - bw*w/2, 0.62*h - bh*h/2, cx + dx + bw*w/2, 0.62*h + bh*h/2]
+        if box[2] >= 0 and box[0] <= w: (d.ellipse if c['kind'] == 'pedestrian' else d.rectangle)(box, fill=COLOURS[c['colour']])
 
 # %% ../nbs/10_synthetic.ipynb #ae676c37
 def _noise_tile(rng, size):
@@ -121,8 +150,6 @@ def _jpeg(im, quality=90):
 RADARS = ('RADAR_FRONT', 'RADAR_FRONT_LEFT', 'RADAR_FRONT_RIGHT', 'RADAR_BACK_LEFT', 'RADAR_BACK_RIGHT')
 LOCATIONS = ('singapore-onenorth', 'boston-seaport', 'singapore-queenstown', 'singapore-hollandvillage')
 _CAM_YAW = dict(CAM_FRONT=0, CAM_FRONT_RIGHT=-55, CAM_BACK_RIGHT=-110, CAM_BACK=180, CAM_BACK_LEFT=110, CAM_FRONT_LEFT=55)
-_CAM_OFF = dict(CAM_FRONT=12_500, CAM_FRONT_RIGHT=20_000, CAM_BACK_RIGHT=27_500, CAM_BACK=37_500, CAM_BACK_LEFT=45_000,
-                CAM_FRONT_LEFT=4_500)
 _RADAR_YAW = dict(RADAR_FRONT=0, RADAR_FRONT_LEFT=90, RADAR_FRONT_RIGHT=-90, RADAR_BACK_LEFT=170, RADAR_BACK_RIGHT=-170)
 _CATEGORIES = [('vehicle.car', 'Vehicle designed primarily for personal use.'),
                ('human.pedestrian.adult', 'Adult subcategory.'),
@@ -215,10 +242,12 @@ def make_nuscenes(root, # folder to write the tree into (created if needed)
                   annotations:int=2, # tracked objects per scene
                   quality:int=90, # JPEG quality
                   workers:int=2, # threads encoding JPEGs
+                  motion:float=0, # fraction of the camera tracks (`TRACK` key frames each) whose object moves (0: every view static)
                  ) -> Path:
     "Write a small nuScenes-format tree (tables, samples, sweeps, maps) at `root` that `NuScenes(version, root)` loads."
     root, cameras = Path(root), check_cameras(cameras)
     if samples_per_scene < 1: raise UserError(f"samples_per_scene={samples_per_scene}: need at least 1")
+    if not 0 <= motion <= 1: raise UserError(f"motion={motion}: give the fraction of moving tracks, 0 to 1")
     names = scene_names(version, n_scenes)
     n_samples = len(names)*samples_per_scene
     miss = _parse_missing(missing, n_samples, cameras)
@@ -270,13 +299,13 @@ def make_nuscenes(root, # folder to write the tree into (created if needed)
             cs_toks = {ch: next(toks) for ch, _ in channels}
             inst_toks = [next(toks) for _ in range(annotations)]
             ann_toks = [[next(toks) for _ in range(K)] for _ in range(annotations)]
-            st = t0 + np.arange(K, dtype=np.int64)*500_000 + rng.integers(-3000, 3000, K)
+            st = t0 + np.arange(K, dtype=np.int64)*KEY_US + rng.integers(-3000, 3000, K)
             # log, map, scene, samples
             out['log'].dicts([dict(token=log_tok, logfile=logname, vehicle=veh, date_captured=f"{start:%Y-%m-%d}", location=loc)])
             maps[loc]['log_tokens'].append(log_tok)
             out['scene'].dicts([dict(token=scene_tok, log_token=log_tok, nbr_samples=K, first_sample_token=sample_toks[0],
                                      last_sample_token=sample_toks[-1], name=name,
-                                     description=f"Generated scene {name} in {loc}, seed {seed}.")])
+                                     description=f"Generated scene {name} in {loc}, seed {seed}" + (f", motion {motion:g}." if motion else "."))])
             out['sample'].dicts([dict(token=t, timestamp=int(st[k]), prev=sample_toks[k-1] if k else '',
                                       next=sample_toks[k+1] if k+1 < K else '', scene_token=scene_tok)
                                  for k, t in enumerate(sample_toks)])
@@ -369,12 +398,12 @@ def make_nuscenes(root, # folder to write the tree into (created if needed)
         if images:
             def enc(job):
                 p, si, k, ch = job
-                p.write_bytes(_jpeg(camera_image(seed, si, k, ch, (W, H), tile, content=view_content(p.name)), quality))
+                p.write_bytes(_jpeg(camera_image(seed, si, k, ch, (W, H), tile, content=view_content(p.name, motion)), quality))
             with ThreadPoolExecutor(max(1, workers)) as ex: list(ex.map(enc, jobs))
             for p, b in blobs: p.write_bytes(b)
             for src, dst in links:
                 dst.unlink(missing_ok=True)
-                if not src.exists(): dst.write_bytes(_jpeg(camera_image(seed, 0, 0, dst.parent.name, (W, H), tile, view_content(dst.name)), quality))
+                if not src.exists(): dst.write_bytes(_jpeg(camera_image(seed, 0, 0, dst.parent.name, (W, H), tile, view_content(dst.name, motion)), quality))
                 else:
                     try: os.link(src, dst)
                     except OSError: shutil.copyfile(src, dst)
@@ -430,18 +459,28 @@ def sample_index(root, # folder of a nuScenes tree
                  images={c: imgs[s['token']][c] for c in order if c in imgs.get(s['token'], {})})
             for s, sc, _ in _samples_in_order(root, version)]
 
+def tree_motion(root, # folder of a tree made by `make_nuscenes`
+                version:str='v1.0-mini', # nuScenes version folder
+               ) -> float:
+    "The `motion` fraction a generated tree was made with (its scene descriptions say it); 0 for a tree that does not say."
+    scenes = _read_rows(Path(root)/version/'scene.json')
+    m = re.search(r', motion ([0-9.e+-]+)\.$', scenes[0]['description']) if scenes else None
+    return float(m.group(1)) if m else 0.0
+
+
 # %% ../nbs/10_synthetic.ipynb #87e75ea4
 NUINTERACT_KINDS = ('gpt', 'gemini', 'both', 'neither', 'partial', 'foreign', 'bad')
 VIEW_KEYS = CAMERAS + ('FRONT', 'BACK')
 _KEY_CAMERA = dict(FRONT='CAM_FRONT', BACK='CAM_BACK')  # NuInteract's FRONT and BACK texts describe these views
 
-def _view_captions(source, images, keys=VIEW_KEYS):
+def _view_captions(source, images, keys=VIEW_KEYS, motion=0):
     "Per-view captions naming their source and key, then what the view shows (`view_caption` of its image)."
-    return {k: f"{source} {k}: {view_caption(images.get(_KEY_CAMERA.get(k, k), k))}." for k in keys}
+    return {k: f"{source} {k}: {view_caption(images.get(_KEY_CAMERA.get(k, k), k), motion)}." for k in keys}
 
-def _scene_caption(images) -> str:
-    "A sample's caption from its front and back views: 'ahead, a red car on the left; behind, a blue truck ahead.'"
-    return f"ahead, {view_caption(images.get('CAM_FRONT', 'CAM_FRONT'))}; behind, {view_caption(images.get('CAM_BACK', 'CAM_BACK'))}."
+def _scene_caption(images, motion=0) -> str:
+    "A sample's caption from its front and back views: 'ahead, a red car on the left; behind, a blue truck ahead moving left.'"
+    return (f"ahead, {view_caption(images.get('CAM_FRONT', 'CAM_FRONT'), motion)}; "
+            f"behind, {view_caption(images.get('CAM_BACK', 'CAM_BACK'), motion)}.")
 
 
 # %% ../nbs/10_synthetic.ipynb #15a53c42
@@ -456,6 +495,7 @@ def make_nuinteract(out_dir, # folder to create `all_caption_public/` (and the k
     rng = np.random.default_rng([seed, 4242])
     order = _samples_in_order(nusc_root, version)
     paths = {r['token']: r['images'] for r in sample_index(nusc_root, version)}
+    motion = tree_motion(nusc_root, version)
     n = len(order)
     main = list(NUINTERACT_KINDS[:5]) if n > 5 else []
     rest = rng.choice(['gpt', 'both', 'gemini', 'partial', 'neither'], max(n-1-len(main), 0), p=[.3, .3, .15, .15, .1])
@@ -481,12 +521,12 @@ def make_nuinteract(out_dir, # folder to create `all_caption_public/` (and the k
         for kind, row, _ in rows:
             t, ims = row['token'], row['cam_path']  # what each camera file shows decides the texts
             if kind in ('gpt', 'both', 'partial', 'foreign'):
-                row['gpt_caption'] = _view_captions('GPT', ims, ('CAM_FRONT', 'CAM_BACK', 'FRONT') if kind == 'partial' else VIEW_KEYS)
+                row['gpt_caption'] = _view_captions('GPT', ims, ('CAM_FRONT', 'CAM_BACK', 'FRONT') if kind == 'partial' else VIEW_KEYS, motion)
             if kind in ('gemini', 'both', 'foreign'):
-                row['gemini_caption'] = _view_captions('Gemini', ims)
+                row['gemini_caption'] = _view_captions('Gemini', ims, motion=motion)
             if kind in ('gpt', 'both'):
                 g = row['gpt_caption']
-                if j % 3 == 0: g['OVERALL'] = f"GPT OVERALL: {_scene_caption(ims)}"
+                if j % 3 == 0: g['OVERALL'] = f"GPT OVERALL: {_scene_caption(ims, motion)}"
                 elif j == 1: g['OVERALL'] = g['FRONT'] + ' ' + g['BACK']
                 j += 1
             text = json.dumps([row], indent=1)
@@ -520,10 +560,11 @@ def make_captions(path, # JSON file to write
     rng = np.random.default_rng([seed, 777])
     order = _samples_in_order(nusc_root, version)
     paths = {r['token']: r['images'] for r in sample_index(nusc_root, version)}
+    motion = tree_motion(nusc_root, version)
     keep = set(rng.choice(len(order), int(round(frac*len(order))), replace=False).tolist()) if order else set()
     caps = {}
     for i, (s, sc, k) in enumerate(order):
-        if i in keep: caps[s['token']] = _scene_caption(paths[s['token']])
+        if i in keep: caps[s['token']] = _scene_caption(paths[s['token']], motion)
     for t in _tokens(rng, n_foreign): caps[t] = f"Caption {t[:8]}: a sample from another version."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, json.dumps(caps, indent=1))

@@ -216,21 +216,24 @@ def demo_assets(root=None, # folder for the assets (default `<cache>/demo`)
                 image_size=(800, 450), # camera image size of the generated tree (half the real 1600×900)
                 n_scenes:int=4, # scenes of the tree (official v1.0-mini names: train and val ones)
                 samples_per_scene:int=5, # key frames per scene
+                motion:float=None, # fraction of moving tracks (`make_nuscenes`; default `synthetic.MOTION`)
                ) -> dict:
     "Generate (once) the sample nuScenes tree, NuInteract captions, a captions JSON and tiny models; their paths."
-    from clip_vlm.synthetic import make_nuscenes, make_nuinteract, make_captions
+    from clip_vlm.synthetic import make_nuscenes, make_nuinteract, make_captions, MOTION
     from clip_vlm.data import default_cache_dir
     from clip_vlm.crashsafe import write_atomic
     root = Path(root) if root is not None else default_cache_dir()/'demo'
+    motion = MOTION if motion is None else motion
     done, spec = root/'assets.json', dict(version=DEMO_DATA_VERSION, image_size=list(image_size), n_scenes=n_scenes,
-                                          samples_per_scene=samples_per_scene)
+                                          samples_per_scene=samples_per_scene) | ({'motion': motion} if motion else {})
     if done.is_file():
         a = json.loads(done.read_text())
         if a.pop('spec', None) == spec and all(Path(p).exists() for k, p in a.items() if k != 'models') and all(Path(p).exists() for p in a['models'].values()):
             return {k: (Path(v) if k != 'models' else {m: Path(p) for m, p in v.items()}) for k, v in a.items()}
         for d in ('nuscenes', 'nuinteract'): shutil.rmtree(root/d, ignore_errors=True)  # our own older data (assets.json says so)
     root.mkdir(parents=True, exist_ok=True)
-    nusc = make_nuscenes(root/'nuscenes', image_size=image_size, n_scenes=n_scenes, samples_per_scene=samples_per_scene)
+    nusc = make_nuscenes(root/'nuscenes', image_size=image_size, n_scenes=n_scenes, samples_per_scene=samples_per_scene,
+                         motion=motion)
     nuint = make_nuinteract(root/'nuinteract', nusc)
     make_captions(root/'captions.json', nusc)
     models = make_tiny_models(root/'models')
