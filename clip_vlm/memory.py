@@ -117,14 +117,16 @@ def trainable(clip_config, # CLIP's config
               size:tuple=(224, 392), # view size (height, width)
               lora_r:int=None, # LoRA rank (None: no LoRA)
               fusion_layers:int=0, # the connector's cross-view fusion layers
+              frames:int=1, # key frames per camera (`--frames`): time embedding and motion block
              ) -> dict:
     "Parameters and tensors that train (connector, LoRA) and their bytes in float32: weights, gradients, AdamW state."
     g = check_geometry(clip_config=clip_config, qwen_config=qwen_config, image_size=size)
-    with torch.device('meta'): con = Connector(g.d_clip, g.d_llm, merge=g.merge, fusion_layers=fusion_layers)
+    with torch.device('meta'): con = Connector(g.d_clip, g.d_llm, merge=g.merge, fusion_layers=fusion_layers, frames=frames)
     ps = [p.numel() for p in con.parameters()]
     if lora_r: ps += [n for i, o in tally(qwen_config)['lora'] for n in (lora_r*i, lora_r*o)]
     n = sum(ps)
-    return dict(params=n, tensors=len(ps), weights=4*n, grads=4*n, adamw=8*n + 4*len(ps), connector_hidden=con.config.hidden)
+    return dict(params=n, tensors=len(ps), weights=4*n, grads=4*n, adamw=8*n + 4*len(ps), connector_hidden=con.config.hidden,
+                motion_dim=con.config.motion_dim)
 
 # %% ../nbs/05_memory.ipynb #faa4cb7e
 def _layer_bytes(text, B:int, L:int, a:int, lora_r:int=None, lora_dropout:float=0.0) -> int:
@@ -165,11 +167,12 @@ def lm_activations(text, # the LLM's config (`text_config`)
 
 # %% ../nbs/05_memory.ipynb #3f0b8960
 def connector_activations(B:int, # samples per batch
-                          conn:dict, # `d_clip`, `hidden`, `d_llm`, `views`, `clip_tokens`, `tokens` (per view)
+                          conn:dict, # `d_clip`, `hidden`, `d_llm`, `views`, `clip_tokens`, `tokens` (per view), `motion` (width, 0: none), `frames`
                          ) -> int:
-    "Bytes the connector saves for backward (float32): LayerNorm input and statistics, the MLP's three inputs, the mask."
-    BV = B*conn['views']
-    return BV*conn['clip_tokens']*(conn['d_clip']*4 + 8) + 3*BV*conn['tokens']*conn['hidden']*4 + BV*conn['tokens']*5
+    "Bytes the connector saves for backward (float32): LayerNorm input and statistics, the MLP's three inputs, the motion block's four, the mask."
+    BV, w, F_ = B*conn['views'], conn.get('motion', 0), conn.get('frames', 1)
+    motion = (BV*(conn['d_llm'] + 2*w) + BV//F_*(F_ + 1)*w)*conn['tokens']*4 if w else 0  # the convolution's input has F+1 frames
+    return BV*conn['clip_tokens']*(conn['d_clip']*4 + 8) + 3*BV*conn['tokens']*conn['hidden']*4 + BV*conn['tokens']*5 + motion
 
 # %% ../nbs/05_memory.ipynb #4c4de4b4
 def distill_activations(B:int, # samples per batch
@@ -233,14 +236,16 @@ def estimate_memory(clip_config, # CLIP's config
                     fsdp:bool=False, # --fsdp: each GPU holds 1/processes of every weight, gradient and AdamW state
                     dtype_bytes:int=2, # bytes per frozen parameter and activation: 2 (bf16/fp16), 4 (float32)
                     fusion_layers:int=0, # the connector's fusion layers
+                    frames:int=1, # key frames per camera (`views` counts every frame's)
                    ) -> dict:
     "Estimated peak GPU memory of one training step per GPU, by part, in bytes; `fits`: the GPUs of `GPUS` that hold it."
     g = check_geometry(clip_config=clip_config, qwen_config=qwen_config, image_size=size)
-    tr = trainable(clip_config, qwen_config, size, lora_r if mode == 'lm' else None, fusion_layers)
+    tr = trainable(clip_config, qwen_config, size, lora_r if mode == 'lm' else None, fusion_layers, frames)
     frozen = frozen_bytes(clip_config, qwen_config, quant, dtype_bytes)
     sharded = fsdp and processes > 1
     if sharded: frozen = frozen//processes + 2*_largest_layer(qwen_config, quant, dtype_bytes)  # computing, and the next gathered
-    conn = dict(d_clip=g.d_clip, hidden=tr['connector_hidden'], d_llm=g.d_llm, views=views, clip_tokens=g.clip_tokens, tokens=g.tokens_per_view)
+    conn = dict(d_clip=g.d_clip, hidden=tr['connector_hidden'], d_llm=g.d_llm, views=views, clip_tokens=g.clip_tokens, tokens=g.tokens_per_view,
+                motion=tr['motion_dim'], frames=frames)
     B, a = batch_size, dtype_bytes
     act = (lm_activations(qwen_config.text_config, B, views*g.tokens_per_view + text_tokens, B*(caption_tokens + 1), conn, a,
                           lora_r, lora_dropout, gradient_checkpointing) if mode == 'lm' else distill_activations(B, conn))
@@ -314,17 +319,19 @@ def text_tokens(samples:list, # the run's samples (`Sample`s with `views` and `c
 def run_memory(clip_config, # CLIP's config
                qwen_config, # Qwen-VL's config
                samples:list, # the training samples
-               a:dict, # the run's settings: mode, size, batch_size, qwen_quant, use_lora, lora_r, lora_dropout, gradient_checkpointing, prompt, fsdp
+               a:dict, # the run's settings: mode, size, batch_size, qwen_quant, use_lora, lora_r, lora_dropout, gradient_checkpointing, prompt, fsdp, fusion_layers
                tokenizer=None, # the Qwen tokenizer, if at hand
                processes:int=None, # GPUs training together (default: $WORLD_SIZE, else 1)
               ) -> dict:
     "`estimate_memory` for a run: its flags and its longest samples, priced on a GPU (bf16 or fp16 weights and activations)."
     g = check_geometry(clip_config=clip_config, qwen_config=qwen_config, image_size=a['size'])
+    frames = max([len(getattr(s, 'frames', [s])) for s in samples] or [1])
     views = max([len(s.views)*len(getattr(s, 'frames', [s])) for s in samples] or [6])  # every key frame's views
     text, cap = text_tokens(samples, tokenizer, a.get('prompt') or '', g.grid, a['batch_size']) if a['mode'] == 'lm' else (0, 0)
     return estimate_memory(clip_config, qwen_config, a['mode'], views, a['size'], a['batch_size'], text, cap, a['qwen_quant'],
                            a['lora_r'] if a['use_lora'] else None, a['lora_dropout'], bool(a.get('gradient_checkpointing')),
-                           processes or int(os.environ.get('WORLD_SIZE', 1)), fsdp=bool(a.get('fsdp')))
+                           processes or int(os.environ.get('WORLD_SIZE', 1)), fsdp=bool(a.get('fsdp')),
+                           fusion_layers=a.get('fusion_layers') or 0, frames=frames)
 
 # %% ../nbs/05_memory.ipynb #d10c0533
 def memory_table(sizes=('3B', '7B', '32B', '72B'), # Qwen2.5-VL sizes

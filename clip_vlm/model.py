@@ -13,12 +13,11 @@ from fastcore.basics import patch
 from .data import CAMERAS, check_cameras
 from .cli import UserError, check_choice, first_line
 from .checkpoint import (FORMAT_VERSION, package_versions, read_checkpoint_config, checkpoint_config, write_checkpoint,
-                                 load_connector_weights, adapter_file, check_adapter, check_adapter_base,
-                                 model_signature, check_models)
+                                 load_connector_weights, adapter_file, check_adapter, check_adapter_base, model_signature, check_models)
 from .image import (IMAGE_SIZE, CLIP_MODEL, QWEN_MODEL, QWEN_TYPES, Geometry, token_grid, check_geometry, REAL_CONFIGS,
                             real_config, load_view, load_views, clip_pixels, qwen_pixels, resolve_device, merge_2x2)
-from .image_tower import (VARLEN_ATTENTION, _base, vl_model, segment_groups, varlen_sdpa, vision_geometry,
-                                  vision_attention, teacher_tokens, count_sdpa)
+from .image_tower import _base, vl_model, teacher_tokens
+from .motion import MotionBlock, motion_width
 from .lm import (IMAGE_PAD, VISION_START, VISION_END, IM_END, DEFAULT_PROMPT, TooLongError, build_lm_inputs, collate_lm,
                          mrope_positions, lm_forward, lm_generate, pad_views, _embed)
 
@@ -215,7 +214,7 @@ class ConnectorConfig:
     dropout: float = 0.0 # dropout inside the fusion layers
     n_cameras: int = len(CAMERAS) # size of the camera-embedding table (indexed like `CAMERAS`)
     frames: int = 1 # key frames per camera (`--frames`): the current one and its predecessors
-
+    motion_dim: int = 0 # channels of the motion block across key frames (`Connector` fills in `motion_width(d_llm)` when frames > 1)
 
 # %% ../nbs/03_model.ipynb #04f53d50
 def _fusion_encoder(c:ConnectorConfig):
@@ -228,7 +227,7 @@ def _fusion_encoder(c:ConnectorConfig):
 
 # %% ../nbs/03_model.ipynb #b7598dc3
 class Connector(nn.Module):
-    "CLIP patch tokens of every view -> Qwen-sized tokens: 2×2 merge, MLP, camera embedding, optional cross-view fusion."
+    "CLIP patch tokens of every view -> Qwen-sized tokens: 2×2 merge, MLP, camera embedding, motion across key frames, optional cross-view fusion."
     def __init__(self,
                  d_clip:int, # CLIP hidden size
                  d_llm:int, # Qwen LLM hidden size
@@ -240,12 +239,14 @@ class Connector(nn.Module):
                  dropout:float=0.0, # dropout inside the fusion layers
                  n_cameras:int=len(CAMERAS), # size of the camera-embedding table (indexed like `CAMERAS`)
                  frames:int=1, # key frames per camera (`--frames`)
+                 motion_dim:int=None, # channels of the motion block (default `motion_width(d_llm)` when frames > 1; 0: none)
                 ):
         super().__init__()
         hidden = hidden or merge*merge*d_clip
+        motion_dim = (motion_width(d_llm) if frames > 1 else 0) if motion_dim is None else int(motion_dim)
         self.config = c = ConnectorConfig(d_clip=d_clip, d_llm=d_llm, merge=merge, hidden=hidden, fusion_layers=fusion_layers,
                                           fusion_heads=fusion_heads, fusion_ff=fusion_ff, dropout=dropout, n_cameras=n_cameras,
-                                          frames=frames)
+                                          frames=frames, motion_dim=motion_dim)
         self.norm = nn.LayerNorm(d_clip)
         self.mlp = nn.Sequential(nn.Linear(merge*merge*d_clip, hidden), nn.GELU(), nn.Linear(hidden, d_llm))
         self.camera = nn.Embedding(n_cameras, d_llm)
@@ -253,6 +254,7 @@ class Connector(nn.Module):
         self.fusion = _fusion_encoder(c)
         self.frame = nn.Embedding(frames, d_llm) if frames > 1 else None  # which key frame a token comes from
         if self.frame is not None: nn.init.normal_(self.frame.weight, std=0.02)
+        self.motion = MotionBlock(d_llm, motion_dim) if frames > 1 and motion_dim else None  # each camera's frames compared
 
 # %% ../nbs/03_model.ipynb #ef838a23
 @patch
@@ -290,7 +292,9 @@ def forward(self:Connector,
     view_mask = vm if view_mask is None else view_mask.to(feats.device).bool()
     x = self.mlp(merge_2x2(self.norm(feats.to(self.norm.weight.dtype)), grid, self.config.merge))
     T = x.shape[2]
-    x = x.reshape(B, V, F_, T, -1) + self.camera(ids)[:, :, None, None]
+    x = x.reshape(B, V, F_, T, -1)
+    if self.motion is not None: x = self.motion(x.flatten(0, 1), [g//self.config.merge for g in grid]).reshape(B, V, F_, T, -1)
+    x = x + self.camera(ids)[:, :, None, None]
     if self.frame is not None: x = x + self.frame.weight[:, None]
     x = x.reshape(B, V*F_*T, -1)
     mask = view_mask[:, :, None].expand(B, V, F_*T).reshape(B, V*F_*T)
@@ -569,7 +573,7 @@ def from_pretrained(cls:CLIPQwenVLM,
     chose = lambda k, given: f"--{k.replace('_', '-')} {given}" if given else f"the recorded {k} {cfg[k]}"
     check_models(path/'config.json', cfg.get('models'), dict(clip=model_signature(clip.config), qwen=model_signature(qwen.config)),
                  dict(clip=chose('clip_model', clip_model), qwen=chose('qwen_model', qwen_model)))
-    try: con = Connector(**cfg['connector'])
+    try: con = Connector(**{'motion_dim': 0, **cfg['connector']})  # saved before the motion block: none
     except TypeError as e: raise UserError(f"{path/'config.json'}: bad connector settings ({first_line(e)})") from None
     load_connector_weights(module=con, path=path)
     if cfg.get('lora'): qwen = _load_adapter(qwen, path, cfg['qwen_model'], is_trainable)
