@@ -125,9 +125,9 @@ def add_lora(model, # a Qwen-VL model
 class _DropInt8Cast(logging.Filter):
     def filter(self, record): return not str(record.msg).startswith('MatMul8bitLt: inputs will be cast')
 
-class _DropKernelNotice(logging.Filter):  # bitsandbytes on a CPU with AVX512-BF16 asks for the optional `kernels` package
-    def filter(self, record): return not str(record.msg).startswith('Failed to load CPU gemm_4bit_forward from kernels-community')
-logging.getLogger('bitsandbytes.backends.cpu.ops').addFilter(_DropKernelNotice())  # before bitsandbytes is first imported
+class _DropKernelNotice(logging.Filter):  # bitsandbytes on a CPU with AVX512-BF16 asks `kernels` for a kernel; offline, both say so
+    def filter(self, record): return not str(record.msg).startswith(('Failed to load CPU gemm_4bit_forward from kernels-community', "Skipping publisher trust check for 'kernels-community/"))
+for _name in ('bitsandbytes.backends.cpu.ops', 'kernels._internals.hf_hub'): logging.getLogger(_name).addFilter(_DropKernelNotice())  # before either is imported
 
 # %% ../nbs/03_model.ipynb #6ce402eb
 def _quiet_int8_cast_warning():
